@@ -1,0 +1,75 @@
+"""The `rastro` command: one entry point for every process and task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rastro import logs
+from rastro.settings import Settings, get_settings
+
+
+def _warehouse_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from rastro.warehouse.server import serve
+
+    if not settings.embedded:
+        print("RASTRO_CLICKHOUSE_URL is set (server mode): nothing embedded to serve.",
+              file=sys.stderr)
+        return 2
+    data_dir = args.data_dir or settings.warehouse_data_dir
+    serve(data_dir, settings.warehouse_credentials, args.host or settings.warehouse_host,
+          args.port or settings.warehouse_port)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from rastro.schema.migrate import migrate
+    from rastro.warehouse.client import connect
+
+    applied = migrate(connect(settings), settings.clickhouse_database)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from rastro.supervisor import up
+
+    return up(settings, data_dir=args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rastro", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    warehouse = commands.add_parser("warehouse", help="the embedded ClickHouse endpoint")
+    warehouse_commands = warehouse.add_subparsers(dest="warehouse_command", required=True)
+    serve = warehouse_commands.add_parser(
+        "serve", help="own the chDB data directory and serve ClickHouse's HTTP interface"
+    )
+    serve.add_argument("--host", help="address to bind (default RASTRO_WAREHOUSE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default RASTRO_WAREHOUSE_PORT, 8123)")
+    serve.add_argument("--data-dir", type=Path,
+                       help="chDB data directory (default $RASTRO_DATA_DIR/warehouse)")
+    serve.set_defaults(run=_warehouse_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
+    migrate.set_defaults(run=_migrate)
+
+    up = commands.add_parser(
+        "up", help="run the platform: warehouse, migrations and every service, until Ctrl-C"
+    )
+    up.add_argument("--data-dir", type=Path, help="local state (default RASTRO_DATA_DIR)")
+    up.set_defaults(run=_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    return int(args.run(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

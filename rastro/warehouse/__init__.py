@@ -1,0 +1,1 @@
+"""The warehouse: ClickHouse, either embedded (chDB behind our HTTP endpoint) or a server."""
