@@ -14,12 +14,18 @@ def _warehouse_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rastro.warehouse.server import serve
 
     if not settings.embedded:
-        print("RASTRO_CLICKHOUSE_URL is set (server mode): nothing embedded to serve.",
-              file=sys.stderr)
+        print(
+            "RASTRO_CLICKHOUSE_URL is set (server mode): nothing embedded to serve.",
+            file=sys.stderr,
+        )
         return 2
     data_dir = args.data_dir or settings.warehouse_data_dir
-    serve(data_dir, settings.warehouse_credentials, args.host or settings.warehouse_host,
-          args.port or settings.warehouse_port)
+    serve(
+        data_dir,
+        settings.warehouse_credentials,
+        args.host or settings.warehouse_host,
+        args.port or settings.warehouse_port,
+    )
     return 0
 
 
@@ -49,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to bind (default RASTRO_WAREHOUSE_HOST)")
     serve.add_argument("--port", type=int, help="port (default RASTRO_WAREHOUSE_PORT, 8123)")
-    serve.add_argument("--data-dir", type=Path,
-                       help="chDB data directory (default $RASTRO_DATA_DIR/warehouse)")
+    serve.add_argument(
+        "--data-dir", type=Path, help="chDB data directory (default $RASTRO_DATA_DIR/warehouse)"
+    )
     serve.set_defaults(run=_warehouse_serve)
 
     migrate = commands.add_parser("migrate", help="apply the schema migrations (idempotent)")

@@ -30,8 +30,10 @@ from rastro.warehouse.errors import (
 
 
 class _Decompressor(Protocol):
-    eof: bool
-    unused_data: bytes
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
 
     def decompress(self, data: bytes) -> bytes: ...
 
@@ -55,15 +57,15 @@ _DECOMPRESSORS: dict[str, Callable[[], _Decompressor]] = {
 class _Lz4FrameCompressor:
     def __init__(self) -> None:
         self._frame = lz4.frame.LZ4FrameCompressor()
-        self._header = self._frame.begin()
+        self._header: bytes = self._frame.begin()
 
     def compress(self, data: bytes) -> bytes:
         header, self._header = self._header, b""
-        return header + self._frame.compress(data)
+        return header + bytes(self._frame.compress(data))
 
     def flush(self) -> bytes:
         header, self._header = self._header, b""
-        return header + self._frame.flush()
+        return header + bytes(self._frame.flush())
 
 
 _COMPRESSORS: dict[str, Callable[[], _Compressor]] = {
@@ -98,9 +100,18 @@ class BodyDecoder:
                 data = self._current.unused_data if self._current.eof else b""
                 if self._current.eof:
                     self._current = None
-        except (OSError, EOFError, ValueError, RuntimeError, zlib.error, lzma.LZMAError,
-                zstandard.ZstdError) as exc:
-            raise WarehouseError(CANNOT_DECOMPRESS, f"Cannot decompress request body: {exc}")
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            RuntimeError,
+            zlib.error,
+            lzma.LZMAError,
+            zstandard.ZstdError,
+        ) as exc:
+            raise WarehouseError(
+                CANNOT_DECOMPRESS, f"Cannot decompress request body: {exc}"
+            ) from None
         return b"".join(out)
 
     def finish(self) -> None:
@@ -137,12 +148,12 @@ _MAX_BLOCK = 1 << 30
 
 
 def _checksum(data: bytes) -> bytes:
-    value = CityHash128(data)
+    value: int = CityHash128(data)
     return struct.pack("<QQ", value & 0xFFFFFFFFFFFFFFFF, value >> 64)
 
 
 def compress_block(data: bytes) -> bytes:
-    payload = lz4.block.compress(data, store_size=False)
+    payload: bytes = lz4.block.compress(data, store_size=False)
     block = _HEADER.pack(_METHOD_LZ4, _HEADER.size + len(payload), len(data)) + payload
     return _checksum(block) + block
 
@@ -164,7 +175,9 @@ class BlockDecoder:
                 break
             block = bytes(self._buffer[16 : 16 + size])
             if _checksum(block) != bytes(self._buffer[:16]):
-                raise WarehouseError(CHECKSUM_DOESNT_MATCH, "Checksum doesn't match: corrupted data")
+                raise WarehouseError(
+                    CHECKSUM_DOESNT_MATCH, "Checksum doesn't match: corrupted data"
+                )
             del self._buffer[: 16 + size]
             payload = block[_HEADER.size :]
             try:
@@ -179,7 +192,7 @@ class BlockDecoder:
                         UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method {method:#x}"
                     )
             except (lz4.block.LZ4BlockError, zstandard.ZstdError) as exc:
-                raise WarehouseError(CANNOT_DECOMPRESS, f"Cannot decompress block: {exc}")
+                raise WarehouseError(CANNOT_DECOMPRESS, f"Cannot decompress block: {exc}") from None
         return b"".join(out)
 
     def finish(self) -> None:

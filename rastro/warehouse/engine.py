@@ -49,19 +49,24 @@ class Engine:
         self.data_dir = data_dir
         try:
             # Held open until close(): it keeps the engine and the directory's lock alive.
-            self._anchor = chdb.connect(str(data_dir))
+            self._anchor = chdb.connect(str(data_dir))  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise RuntimeError(
                 f"cannot open the warehouse at {data_dir}: {exc}. Only one process may own a "
                 "chDB data directory; is `rastro warehouse serve` already running for it?"
             ) from exc
-        version, timezone = self._anchor.query("SELECT version(), timezone()", "TabSeparated")\
-            .bytes().decode().strip().split("\t")
+        version, timezone = (
+            self._anchor.query("SELECT version(), timezone()", "TabSeparated")
+            .bytes()
+            .decode()
+            .strip()
+            .split("\t")
+        )
         self.version: str = version
         self.timezone: str = timezone
 
     def connect(self) -> Any:
-        return chdb.connect(str(self.data_dir))
+        return chdb.connect(str(self.data_dir))  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self._anchor.close()
@@ -148,8 +153,10 @@ class Connection:
         probes = ["currentDatabase()"] + [
             f"toString(getSetting({quote_literal(name)}))" for name in missing
         ]
-        values = [_unescape_tsv(v) for v in self._run("SELECT " + ", ".join(probes))
-                  .decode().rstrip("\n").split("\t")]
+        values = [
+            _unescape_tsv(v)
+            for v in self._run("SELECT " + ", ".join(probes)).decode().rstrip("\n").split("\t")
+        ]
         if self._base_database is None:
             self._base_database = values[0]
         self._base.update(zip(missing, values[1:], strict=True))
@@ -157,15 +164,17 @@ class Connection:
     def _revert(self) -> None:
         """Gives the session its own values back, and forgets them (a SET or USE follows)."""
         if self._overlay:
-            self._run("SET " + ", ".join(
-                f"{n} = {quote_literal(self._base[n])}" for n in self._overlay))
+            self._run(
+                "SET " + ", ".join(f"{n} = {quote_literal(self._base[n])}" for n in self._overlay)
+            )
         if self._overlay_database and self._base_database:
             self._run(f"USE {quote_identifier(self._base_database)}")
         self._base, self._overlay = {}, {}
         self._base_database = self._overlay_database = None
 
-    def rows(self, statement: Statement, fmt: str, params: dict[str, str],
-             outcome: Outcome) -> Iterator[bytes]:
+    def rows(
+        self, statement: Statement, fmt: str, params: dict[str, str], outcome: Outcome
+    ) -> Iterator[bytes]:
         """Streams a SELECT's result in `fmt`, chunk by chunk, never holding it whole. Other
         statements that return rows (SHOW, DESCRIBE, EXPLAIN, ...) return small results, and
         chDB streams only SELECT: they come back in one piece."""
@@ -216,8 +225,9 @@ class Connection:
         outcome.written_rows += result.rows_written
         outcome.written_bytes += result.bytes_written
 
-    def command(self, statement: Statement, fmt: str, params: dict[str, str],
-                outcome: Outcome) -> bytes:
+    def command(
+        self, statement: Statement, fmt: str, params: dict[str, str], outcome: Outcome
+    ) -> bytes:
         try:
             result = self.raw.query(statement.sql, fmt, params=params)
         except Exception as exc:
@@ -233,8 +243,16 @@ class Connection:
 
 def _unescape_tsv(value: str) -> str:
     out, i = [], 0
-    escapes = {"t": "\t", "n": "\n", "r": "\r", "0": "\0", "\\": "\\", "'": "'", "b": "\b",
-               "f": "\f"}
+    escapes = {
+        "t": "\t",
+        "n": "\n",
+        "r": "\r",
+        "0": "\0",
+        "\\": "\\",
+        "'": "'",
+        "b": "\b",
+        "f": "\f",
+    }
     while i < len(value):
         if value[i] == "\\" and i + 1 < len(value):
             out.append(escapes.get(value[i + 1], value[i + 1]))

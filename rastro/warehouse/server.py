@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -55,21 +56,60 @@ MAX_QUERY_BYTES = 64 << 20  # statement text (INSERT data is streamed and not co
 READ_CHUNK = 1 << 20
 
 # URL parameters the HTTP layer consumes; every other one is a setting of the query.
-_TRANSPORT_PARAMS = frozenset({
-    "query", "database", "default_format", "session_id", "session_timeout", "session_check",
-    "close_session", "query_id", "compress", "decompress", "user", "password", "quota_key",
-    "stacktrace", "buffer_size", "wait_end_of_query", "role", "client_protocol_version",
-    "enable_http_compression", "send_progress_in_http_headers",
-    "http_headers_progress_interval_ms", "http_zlib_compression_level",
-    "http_native_compression_disable_checksumming_on_decompress", "add_http_cors_header",
-    "http_response_buffer_size", "http_wait_end_of_query",
-})
+_TRANSPORT_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "close_session",
+        "query_id",
+        "compress",
+        "decompress",
+        "user",
+        "password",
+        "quota_key",
+        "stacktrace",
+        "buffer_size",
+        "wait_end_of_query",
+        "role",
+        "client_protocol_version",
+        "enable_http_compression",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "http_zlib_compression_level",
+        "http_native_compression_disable_checksumming_on_decompress",
+        "add_http_cors_header",
+        "http_response_buffer_size",
+        "http_wait_end_of_query",
+    }
+)
 # What a GET may not run: ClickHouse treats GET requests as readonly (readonly=2).
-_WRITE_KEYWORDS = frozenset({
-    "INSERT", "CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "OPTIMIZE", "SYSTEM", "KILL",
-    "GRANT", "REVOKE", "ATTACH", "DETACH", "DELETE", "UPDATE", "EXCHANGE", "UNDROP", "BACKUP",
-    "RESTORE",
-})
+_WRITE_KEYWORDS = frozenset(
+    {
+        "INSERT",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "TRUNCATE",
+        "RENAME",
+        "OPTIMIZE",
+        "SYSTEM",
+        "KILL",
+        "GRANT",
+        "REVOKE",
+        "ATTACH",
+        "DETACH",
+        "DELETE",
+        "UPDATE",
+        "EXCHANGE",
+        "UNDROP",
+        "BACKUP",
+        "RESTORE",
+    }
+)
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTENT_TYPES = {
     "TabSeparated": "text/tab-separated-values; charset=UTF-8",
@@ -189,8 +229,11 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             self._reply(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
             return
         if path != "/":
-            self._reply(404, f"There is no handle {path}\n".encode(),
-                        {"Content-Type": "text/plain; charset=UTF-8"})
+            self._reply(
+                404,
+                f"There is no handle {path}\n".encode(),
+                {"Content-Type": "text/plain; charset=UTF-8"},
+            )
             return
         query_id = args.get("query_id") or str(uuid.uuid4())
         try:
@@ -228,7 +271,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         request.http_compression = _flag(args.get("enable_http_compression"))
         for name, value in args.items():
             if name.startswith("param_"):
-                request.params[name[len("param_"):]] = value
+                request.params[name[len("param_") :]] = value
             elif name not in _TRANSPORT_PARAMS:
                 if not _SETTING_NAME.match(name):
                     raise WarehouseError(UNKNOWN_SETTING, f"Unknown setting '{name}'")
@@ -242,7 +285,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             try:
                 decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
-                raise WarehouseError(BAD_ARGUMENTS, "Invalid Basic authorization header")
+                raise WarehouseError(BAD_ARGUMENTS, "Invalid Basic authorization header") from None
             user, _, password = decoded.partition(":")
         elif "X-ClickHouse-User" in self.headers or "X-ClickHouse-Key" in self.headers:
             user = self.headers.get("X-ClickHouse-User") or "default"
@@ -265,7 +308,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
                 try:
                     size = int(line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    raise WarehouseError(BAD_ARGUMENTS, "Malformed chunked request body")
+                    raise WarehouseError(BAD_ARGUMENTS, "Malformed chunked request body") from None
                 if size == 0:
                     while self.rfile.readline(65537).strip():
                         pass  # trailers
@@ -276,7 +319,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             try:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
-                raise WarehouseError(BAD_ARGUMENTS, "Malformed Content-Length")
+                raise WarehouseError(BAD_ARGUMENTS, "Malformed Content-Length") from None
             yield from self._read_exactly(length)
         self._body_consumed = True
 
@@ -360,8 +403,13 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             else:
                 connection.raw.close()
 
-    def _run(self, request: QueryRequest, statement: Statement, connection: Connection,
-             data: Iterable[bytes]) -> None:
+    def _run(
+        self,
+        request: QueryRequest,
+        statement: Statement,
+        connection: Connection,
+        data: Iterable[bytes],
+    ) -> None:
         outcome = Outcome()
         fmt = statement.format or request.default_format
         headers = self._common_headers(request.query_id)
@@ -408,8 +456,9 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             data = encoder.compress(data) + encoder.flush()
         return data
 
-    def _stream(self, request: QueryRequest, headers: dict[str, str],
-                chunks: Iterator[bytes]) -> None:
+    def _stream(
+        self, request: QueryRequest, headers: dict[str, str], chunks: Iterator[bytes]
+    ) -> None:
         encoders = self._encoders(request, headers)
         self.send_response(200)
         for name, value in headers.items():
@@ -476,8 +525,14 @@ class WarehouseServer(ThreadingHTTPServer):
     daemon_threads = True  # stop() waits for requests in flight itself
     allow_reuse_address = True
 
-    def __init__(self, engine: Engine, users: dict[str, str], host: str = "127.0.0.1",
-                 port: int = 8123, max_queries: int = 100) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        users: dict[str, str],
+        host: str = "127.0.0.1",
+        port: int = 8123,
+        max_queries: int = 100,
+    ) -> None:
         self.engine = engine
         self.users = users
         self.sessions = Sessions(engine)
@@ -505,17 +560,20 @@ class WarehouseServer(ThreadingHTTPServer):
                 break
             for handler in handlers:
                 if handler.idle:
-                    try:
+                    with contextlib.suppress(OSError):
                         handler.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
             time.sleep(0.05)
         self.server_close()
         self.sessions.close_all()
 
 
-def serve(data_dir: Path, users: dict[str, str], host: str, port: int,
-          ready: threading.Event | None = None) -> None:
+def serve(
+    data_dir: Path,
+    users: dict[str, str],
+    host: str,
+    port: int,
+    ready: threading.Event | None = None,
+) -> None:
     """Runs the endpoint until SIGTERM or SIGINT, then stops it cleanly."""
     engine = Engine(data_dir)
     server = WarehouseServer(engine, users, host, port)
@@ -529,8 +587,13 @@ def serve(data_dir: Path, users: dict[str, str], host: str, port: int,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     host_, port_ = server.server_address[:2]
-    log.info("warehouse listening on http://%s:%s (ClickHouse %s, data in %s)",
-             host_, port_, engine.version, data_dir)
+    log.info(
+        "warehouse listening on http://%s:%s (ClickHouse %s, data in %s)",
+        host_,
+        port_,
+        engine.version,
+        data_dir,
+    )
     if ready is not None:
         ready.set()
     try:

@@ -14,8 +14,9 @@ from enum import Enum
 from rastro.warehouse.errors import SYNTAX_ERROR, WarehouseError
 
 # Statements whose result is rows (streamed to the client in the output format).
-_ROW_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN",
-                           "CHECK"})
+_ROW_KEYWORDS = frozenset(
+    {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "CHECK"}
+)
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
 
@@ -88,9 +89,8 @@ def _read_token(text: str, pos: int, final: bool) -> _Token:
                 if not final:
                     raise Incomplete
                 raise WarehouseError(SYNTAX_ERROR, "Syntax error: unterminated quoted literal")
-            if text[end] == "\\":
-                end += 2
-            elif text[end + 1 : end + 2] == char:  # a doubled quote stands for itself
+            # A backslash escapes the next character; a doubled quote stands for itself.
+            if text[end] == "\\" or text[end + 1 : end + 2] == char:
                 end += 2
             else:
                 return _Token("string" if char == "'" else "ident", pos, end + 1)
@@ -170,8 +170,9 @@ def _parse_insert(text: str, start: int, tokens: _TokenIterator) -> Statement | 
             name = next(tokens, None)
             if name is None or name.kind != "word":
                 raise WarehouseError(SYNTAX_ERROR, "Syntax error: FORMAT needs a format name")
-            return _insert(text, start, token.start, text[name.start : name.end], name.end,
-                           tokens.final)
+            return _insert(
+                text, start, token.start, text[name.start : name.end], name.end, tokens.final
+            )
         elif word == "VALUES":
             return _insert(text, start, token.start, "Values", token.end, tokens.final)
     if not tokens.final:
@@ -216,7 +217,6 @@ def _finish(text: str, start: int, tokens: _TokenIterator, kind: Kind, keyword: 
             break
         elif previous_format and token.kind == "word":
             fmt = text[token.start : token.end]
-        previous_format = (
-            depth == 0 and token.kind == "word" and text[token.start : token.end].upper() == "FORMAT"
-        )
+        word = text[token.start : token.end].upper() if token.kind == "word" else ""
+        previous_format = depth == 0 and word == "FORMAT"
     return Statement(kind, text[start:end].rstrip(), keyword, fmt)
