@@ -1,0 +1,151 @@
+"""The demo tenant `rastro up` seeds: a Brazilian store with three affiliates, a campaign and
+their links. Ids and versions are fixed, so seeding at every start never duplicates a row
+(the configuration tables keep the highest version of each id)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from rastro.ids import stable_uuid7
+from rastro.settings import Settings
+from rastro.warehouse.client import connect
+
+log = logging.getLogger("rastro.demo")
+
+SEEDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+_MS = int(SEEDED_AT.timestamp() * 1000)
+VERSION = 1  # bump to replace the demo rows of running installations
+
+TENANT_ID = stable_uuid7(_MS, "demo-tenant")
+MERCHANT_ID = stable_uuid7(_MS, "demo-merchant")
+CAMPAIGN_ID = stable_uuid7(_MS, "demo-campaign")
+STORE_DOMAIN = "loja-demo.example.com.br"
+
+# (key, display name, segment, country, link code, coupon code or "")
+AFFILIATES = [
+    ("ana", "Blog da Ana", "content", "BR", "ana-blog", ""),
+    ("cupom", "Cupom Certo", "coupon_sites", "BR", "cupom-certo", "CERTO10"),
+    ("leo", "Canal do Léo", "influencers", "BR", "canal-leo", "LEO15"),
+]
+
+
+def _stamps() -> dict[str, Any]:
+    return {"created_at": SEEDED_AT, "updated_at": SEEDED_AT, "version": VERSION}
+
+
+def _insert(client: Any, database: str, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    client.insert(
+        table, [[row[c] for c in columns] for row in rows], column_names=columns, database=database
+    )
+
+
+def seed_demo(settings: Settings) -> str:
+    """Writes the demo tenant's configuration; returns the tenant id."""
+    client = connect(settings, database=settings.clickhouse_database)
+    database = settings.clickhouse_database
+    _insert(
+        client,
+        database,
+        "tenants",
+        [
+            {
+                "tenant_id": TENANT_ID,
+                "name": "Loja Demo",
+                "status": "active",
+                "default_currency": "BRL",
+                "timezone": "America/Sao_Paulo",
+                **_stamps(),
+            }
+        ],
+    )
+    _insert(
+        client,
+        database,
+        "merchants",
+        [
+            {
+                "tenant_id": TENANT_ID,
+                "id": MERCHANT_ID,
+                "name": "Loja Demo",
+                "platform": "custom",
+                "domains": [STORE_DOMAIN],
+                "tracking_domain": "",
+                "currency": "BRL",
+                "timezone": "",
+                "status": "active",
+                **_stamps(),
+            }
+        ],
+    )
+    _insert(
+        client,
+        database,
+        "campaigns",
+        [
+            {
+                "tenant_id": TENANT_ID,
+                "campaign_id": CAMPAIGN_ID,
+                "terms_version": 1,
+                "name": "Programa de Afiliados",
+                "status": "active",
+                "valid_from": SEEDED_AT,
+                "valid_to": None,
+                "destination_domains": [STORE_DOMAIN],
+                "attribution_window_days": 30,
+                "click_id_param": "rclid",
+                "landing_params": ["via"],
+                "consent_policy": "opt_in",
+                "attribution_model": "last_click",
+                "hold_days": 30,
+                "commission_rules": json.dumps(
+                    [{"type": "percent", "rate": "0.10", "base": "net"}]
+                ),
+                "conflict_rules": json.dumps(
+                    {"coupon_beats_click": True, "self_referral": "exclude"}
+                ),
+                **_stamps(),
+            }
+        ],
+    )
+    affiliates, links = [], []
+    for key, name, segment, country, code, coupon in AFFILIATES:
+        affiliate_id = stable_uuid7(_MS, f"demo-affiliate-{key}")
+        affiliates.append(
+            {
+                "tenant_id": TENANT_ID,
+                "id": affiliate_id,
+                "display_name": name,
+                "status": "approved",
+                "segment": segment,
+                "country": country,
+                **_stamps(),
+            }
+        )
+        kinds = [("link", code, f"https://{STORE_DOMAIN}/")] + (
+            [("coupon", coupon, "")] if coupon else []
+        )
+        for kind, link_code, destination in kinds:
+            links.append(
+                {
+                    "tenant_id": TENANT_ID,
+                    "id": stable_uuid7(_MS, f"demo-{kind}-{link_code}"),
+                    "kind": kind,
+                    "code": link_code,
+                    "affiliate_id": affiliate_id,
+                    "campaign_id": CAMPAIGN_ID,
+                    "destination_url": destination,
+                    "status": "active",
+                    **_stamps(),
+                }
+            )
+    _insert(client, database, "affiliates", affiliates)
+    _insert(client, database, "links", links)
+    client.close()
+    log.info(
+        "demo tenant %s seeded: %d affiliates, %d links", TENANT_ID, len(affiliates), len(links)
+    )
+    return TENANT_ID

@@ -1,0 +1,157 @@
+"""`rastro up`: every process of the platform under one supervisor.
+
+It starts the embedded warehouse (unless RASTRO_CLICKHOUSE_URL points at a server), applies
+the migrations, seeds the demo tenant, then starts the services later parts add, prints their
+URLs and waits. Ctrl-C or SIGTERM stops every child cleanly, last started first; if a child
+dies on its own, the others are stopped too, so a half-running platform never lingers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+from urllib.parse import urlsplit
+from urllib.request import urlopen
+
+from rastro.settings import Settings
+
+log = logging.getLogger("rastro.supervisor")
+
+STOP_TIMEOUT = 30.0  # seconds a child gets to stop after SIGTERM before SIGKILL
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    url: str  # what the supervisor prints
+    health_url: str  # answers 2xx once the service is ready
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def _wait_ready(service: Service, timeout: float) -> None:
+    assert service.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {service.process.returncode}")
+        try:
+            with urlopen(service.health_url, timeout=1):
+                return
+        except (URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{service.name} did not become ready within {timeout:.0f} s")
+
+
+class Supervisor:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.services: list[Service] = []
+        self.stopping = threading.Event()
+
+    def start(self, service: Service, ready_timeout: float = 120.0) -> None:
+        log.info("starting %s: %s", service.name, " ".join(service.argv))
+        # SIGINT restored: a child started from a non-interactive shell would ignore it.
+        service.process = subprocess.Popen(
+            service.argv,
+            env=self.env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.services.append(service)
+        _wait_ready(service, ready_timeout)
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            process = service.process
+            if process is None or process.poll() is not None:
+                continue
+            log.info("stopping %s (pid %s)", service.name, process.pid)
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", service.name, STOP_TIMEOUT)
+                process.kill()
+                process.wait()
+
+    def wait(self) -> int:
+        """Blocks until a signal arrives (0) or a child dies on its own (1)."""
+        while not self.stopping.wait(0.5):
+            for service in self.services:
+                assert service.process is not None
+                code = service.process.poll()
+                if code is not None:
+                    log.error(
+                        "%s exited unexpectedly with %s: stopping the platform", service.name, code
+                    )
+                    return 1
+        return 0
+
+
+def up(settings: Settings, data_dir: Path | None = None) -> int:
+    from rastro.demo import seed_demo
+    from rastro.schema.migrate import migrate
+    from rastro.warehouse.client import connect
+
+    data_dir = (data_dir or settings.data_dir).resolve()
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    env = {**os.environ, "RASTRO_DATA_DIR": str(data_dir)}
+    supervisor = Supervisor(env)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s: stopping the platform", signal.Signals(signum).name)
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    python = sys.executable
+    try:
+        if settings.embedded:
+            supervisor.start(
+                Service(
+                    "warehouse",
+                    [
+                        python,
+                        "-m",
+                        "rastro.cli",
+                        "warehouse",
+                        "serve",
+                        "--data-dir",
+                        str(settings.warehouse_data_dir),
+                    ],
+                    url=f"http://{settings.warehouse_host}:{settings.warehouse_port}",
+                    health_url=f"http://{settings.warehouse_host}:{settings.warehouse_port}/ping",
+                )
+            )
+        applied = migrate(connect(settings), settings.clickhouse_database)
+        log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
+        seed_demo(settings)
+        _print_urls(settings, supervisor.services)
+        return supervisor.wait()
+    except Exception:
+        log.exception("the platform failed to start")
+        return 1
+    finally:
+        supervisor.stop_all()
+
+
+def _print_urls(settings: Settings, services: list[Service]) -> None:
+    warehouse = urlsplit(settings.warehouse_url)
+    where = f"{warehouse.scheme}://{warehouse.hostname}:{warehouse.port or 8123}"
+    mode = "embedded (chDB)" if settings.embedded else "server"
+    lines = ["", "Rastro is running (Ctrl-C stops everything):"]
+    lines += [f"  {service.name:<10} {service.url}" for service in services]
+    lines += [
+        f"  warehouse: {mode} at {where}, database `{settings.clickhouse_database}`",
+        f"  try: curl '{where}/?query=SHOW+TABLES+FROM+{settings.clickhouse_database}'",
+    ]
+    print("\n".join(lines) + "\n", flush=True)
