@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -20,12 +21,16 @@ def _warehouse_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     data_dir = args.data_dir or settings.warehouse_data_dir
-    serve(
-        data_dir,
-        settings.warehouse_credentials,
-        args.host or settings.warehouse_host,
-        args.port or settings.warehouse_port,
-    )
+    try:
+        serve(
+            data_dir,
+            settings.warehouse_credentials,
+            args.host or settings.warehouse_host,
+            args.port or settings.warehouse_port,
+        )
+    except (RuntimeError, OSError) as exc:  # the directory is owned, the port is taken, ...
+        logging.getLogger("rastro.warehouse").error("cannot start the warehouse: %s", exc)
+        return 1
     return 0
 
 

@@ -149,7 +149,7 @@ _MAX_BLOCK = 1 << 30
 
 def _checksum(data: bytes) -> bytes:
     value: int = CityHash128(data)
-    return struct.pack("<QQ", value & 0xFFFFFFFFFFFFFFFF, value >> 64)
+    return struct.pack("<QQ", value >> 64, value & 0xFFFFFFFFFFFFFFFF)  # high half first
 
 
 def compress_block(data: bytes) -> bytes:

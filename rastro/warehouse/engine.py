@@ -32,6 +32,129 @@ DEFAULT_SESSION_TIMEOUT = 60.0
 _STREAMABLE = frozenset({"SELECT", "WITH", ""})  # "": a statement opening with "("
 MAX_SESSION_TIMEOUT = 3600.0
 
+# chDB streams a SELECT as chunks that are each a whole output of the format: header, rows and
+# footer. Row formats without either concatenate as they are; the ...WithNames[AndTypes] formats
+# repeat their header (this many lines, or length-prefixed strings per column for RowBinary) and
+# ArrowStream its schema and end-of-stream marker, which are cut from every chunk but the first.
+# Any other format (JSON, XML, Parquet, Arrow, Pretty, Values, ...) is one document: produced
+# whole, not streamed.
+_CONCATENABLE = frozenset(
+    {
+        "native",
+        "rowbinary",
+        "tabseparated",
+        "tsv",
+        "tabseparatedraw",
+        "tsvraw",
+        "raw",
+        "csv",
+        "jsoneachrow",
+        "jsonlines",
+        "ndjson",
+        "jsonstringseachrow",
+        "jsoncompacteachrow",
+        "jsoncompactstringseachrow",
+        "tskv",
+        "lineasstring",
+        "rawblob",
+        "msgpack",
+        "bsoneachrow",
+    }
+)
+_TEXT_BASES = (
+    "tabseparated",
+    "tsv",
+    "tabseparatedraw",
+    "tsvraw",
+    "raw",
+    "csv",
+    "jsoncompacteachrow",
+    "jsoncompactstringseachrow",
+)
+_TEXT_HEADER_LINES = {
+    **{f"{base}withnames": 1 for base in _TEXT_BASES},
+    **{f"{base}withnamesandtypes": 2 for base in _TEXT_BASES},
+}
+_BINARY_HEADER_STRINGS = {"rowbinarywithnames": 1, "rowbinarywithnamesandtypes": 2}
+_ARROW_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+class _Framing:
+    """Joins chDB's self-contained chunks of a SELECT's result into one output of its format."""
+
+    def __init__(self, fmt: str) -> None:
+        name = fmt.lower()
+        self._lines = _TEXT_HEADER_LINES.get(name, 0)
+        self._strings = _BINARY_HEADER_STRINGS.get(name, 0)
+        self._arrow = name == "arrowstream"
+        self._csv = name.startswith("csv")
+        self._first = True
+        self._schema = b""
+
+    @staticmethod
+    def streams(fmt: str) -> bool:
+        name = fmt.lower()
+        return (
+            name in _CONCATENABLE
+            or name in _TEXT_HEADER_LINES
+            or name in _BINARY_HEADER_STRINGS
+            or name == "arrowstream"
+        )
+
+    def cut(self, data: bytes) -> bytes:
+        first, self._first = self._first, False
+        if self._arrow:
+            if data.endswith(_ARROW_END):
+                data = data[: -len(_ARROW_END)]
+            if first:  # the schema message: continuation marker, metadata size, metadata
+                self._schema = data[: 8 + int.from_bytes(data[4:8], "little", signed=True)]
+            elif data.startswith(self._schema):
+                data = data[len(self._schema) :]
+            else:
+                raise WarehouseError(1002, "the result's Arrow schema changed between blocks")
+            return data
+        if first:
+            return data
+        if self._lines:
+            return data[_text_header_length(data, self._lines, self._csv) :]
+        if self._strings:
+            return data[_binary_header_length(data, self._strings) :]
+        return data
+
+    def end(self) -> bytes:
+        return _ARROW_END if self._arrow and not self._first else b""
+
+
+def _text_header_length(data: bytes, lines: int, csv: bool) -> int:
+    """Where the rows start after `lines` header lines (CSV names may hold quoted newlines)."""
+    pos, quoted = 0, False
+    while lines and pos < len(data):
+        char = data[pos]
+        if csv and char == 0x22:  # '"'; a doubled quote toggles twice
+            quoted = not quoted
+        elif char == 0x0A and not quoted:
+            lines -= 1
+        pos += 1
+    return pos
+
+
+def _binary_header_length(data: bytes, strings_per_column: int) -> int:
+    """RowBinaryWithNames[AndTypes]: a varint column count, then length-prefixed strings."""
+
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = data[pos]
+            value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+            if byte < 0x80:
+                return value, pos
+
+    columns, pos = varint(0)
+    for _ in range(columns * strings_per_column):
+        size, pos = varint(pos)
+        pos += size
+    return pos
+
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -177,10 +300,12 @@ class Connection:
     ) -> Iterator[bytes]:
         """Streams a SELECT's result in `fmt`, chunk by chunk, never holding it whole. Other
         statements that return rows (SHOW, DESCRIBE, EXPLAIN, ...) return small results, and
-        chDB streams only SELECT: they come back in one piece."""
-        if statement.keyword not in _STREAMABLE:
+        chDB streams only SELECT: they come back in one piece, as do results in a format that
+        is one document (JSON, Parquet, ...: see _Framing)."""
+        if statement.keyword not in _STREAMABLE or not _Framing.streams(fmt):
             yield self.command(statement, fmt, params, outcome)
             return
+        framing = _Framing(fmt)
         raw = self.raw._conn  # chdb's own StreamingResult drops header-only chunks (JSON, ...)
         try:
             handle = raw.send_query(statement.sql, fmt, params=params)
@@ -196,11 +321,17 @@ class Connection:
                 data = chunk.bytes() if chunk is not None else b""
                 if not data:
                     finished = True
+                    tail = framing.end()
+                    outcome.result_bytes += len(tail)
+                    if tail:
+                        yield tail
                     return
                 outcome.read_rows += chunk.rows_read()
                 outcome.read_bytes += chunk.bytes_read()
+                data = framing.cut(data)
                 outcome.result_bytes += len(data)
-                yield data
+                if data:
+                    yield data
         finally:
             if not finished:
                 raw.streaming_cancel_query(handle)
@@ -313,8 +444,7 @@ class Sessions:
                 raise WarehouseError(
                     SESSION_IS_LOCKED, f"Session {session_id} is locked by a concurrent client"
                 )
-            session.timeout = timeout
-            return session
+            return session  # as in ClickHouse, the timeout stays the one it was opened with
 
     def release(self, session: Session, close: bool = False) -> None:
         with self._guard:

@@ -17,6 +17,7 @@ import logging
 import re
 import signal
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from rastro.warehouse.compression import (
@@ -53,6 +54,8 @@ log = logging.getLogger("rastro.warehouse")
 KEEP_ALIVE_TIMEOUT = 10.0  # seconds an idle keep-alive connection stays open (as ClickHouse)
 REQUEST_TIMEOUT = 300.0  # seconds a request may stall reading or writing the socket
 MAX_QUERY_BYTES = 64 << 20  # statement text (INSERT data is streamed and not counted)
+MAX_URI_BYTES = 1 << 20  # ClickHouse's http_max_uri_size: a query may be in the URL
+SPOOL_BYTES = 16 << 20  # wait_end_of_query=1: a result is held in memory up to this, then on disk
 READ_CHUNK = 1 << 20
 
 # URL parameters the HTTP layer consumes; every other one is a setting of the query.
@@ -137,6 +140,7 @@ class QueryRequest:
     compress_response: bool = False  # compress=1: ClickHouse block compression
     decompress_body: bool = False  # decompress=1
     http_compression: bool = False  # enable_http_compression=1 (with Accept-Encoding)
+    wait_end_of_query: bool = False  # hold the result until it is complete, then answer
 
 
 def _flag(value: str | None) -> bool:
@@ -184,7 +188,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         self.idle = True
         try:
             self.connection.settimeout(KEEP_ALIVE_TIMEOUT)
-            self.raw_requestline = self.rfile.readline(65537)
+            self.raw_requestline = self.rfile.readline(MAX_URI_BYTES + 1)
         except OSError:
             self.close_connection = True
             return
@@ -194,8 +198,9 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.connection.settimeout(REQUEST_TIMEOUT)
-        if len(self.raw_requestline) > 65536:
+        if len(self.raw_requestline) > MAX_URI_BYTES:
             self.send_error(414)
+            self.wfile.flush()
             return
         if not self.parse_request():
             return
@@ -207,6 +212,13 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if self.server.stopping:
             self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue`: the interim response must leave now, not sit in the write
+        buffer while the client waits for it before sending the body."""
+        result = super().handle_expect_100()
+        self.wfile.flush()
+        return result
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)
@@ -269,6 +281,9 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         request.compress_response = _flag(args.get("compress"))
         request.decompress_body = _flag(args.get("decompress"))
         request.http_compression = _flag(args.get("enable_http_compression"))
+        request.wait_end_of_query = _flag(
+            args.get("wait_end_of_query") or args.get("http_wait_end_of_query")
+        )
         for name, value in args.items():
             if name.startswith("param_"):
                 request.params[name[len("param_") :]] = value
@@ -281,16 +296,34 @@ class WarehouseHandler(BaseHTTPRequestHandler):
     def _authenticate(self, args: dict[str, str]) -> str:
         user, password = "default", ""
         authorization = self.headers.get("Authorization", "")
+        in_headers = "X-ClickHouse-User" in self.headers or "X-ClickHouse-Key" in self.headers
+        in_params = "user" in args or "password" in args
+        # As ClickHouse does, refuse credentials given two ways: which one would count is moot.
+        methods = [
+            method
+            for method, used in (
+                ("X-ClickHouse HTTP headers", in_headers),
+                ("Authorization HTTP header", "Authorization" in self.headers),
+                ("authentication via parameters", in_params),
+            )
+            if used
+        ]
+        if len(methods) > 1:
+            raise WarehouseError(
+                AUTHENTICATION_FAILED,
+                f"Invalid authentication: it is not allowed to use {methods[0]} and "
+                f"{methods[1]} simultaneously",
+            )
         if authorization.lower().startswith("basic "):
             try:
                 decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
                 raise WarehouseError(BAD_ARGUMENTS, "Invalid Basic authorization header") from None
             user, _, password = decoded.partition(":")
-        elif "X-ClickHouse-User" in self.headers or "X-ClickHouse-Key" in self.headers:
+        elif in_headers:
             user = self.headers.get("X-ClickHouse-User") or "default"
             password = self.headers.get("X-ClickHouse-Key") or ""
-        elif "user" in args or "password" in args:
+        elif in_params:
             user, password = args.get("user") or "default", args.get("password", "")
         expected = self.server.users.get(user)
         if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
@@ -386,8 +419,18 @@ class WarehouseHandler(BaseHTTPRequestHandler):
                 "Cannot execute query in readonly mode. For queries over HTTP, method POST or "
                 "payload with the query is required",
             )
+        settings = request.settings
         session: Session | None = None
         if request.session_id:
+            # A connection in readonly mode cannot leave it, and a session's connection must
+            # outlive this request: its `readonly` URL setting is enforced here instead.
+            readonly = settings.get("readonly", "0").strip()
+            if readonly not in ("", "0") and (
+                statement.keyword in _WRITE_KEYWORDS
+                or (readonly == "1" and statement.keyword == "SET")
+            ):
+                raise WarehouseError(READONLY, "Cannot execute query in readonly mode")
+            settings = {name: value for name, value in settings.items() if name != "readonly"}
             session = self.server.sessions.acquire(
                 request.user, request.session_id, request.session_timeout, request.session_check
             )
@@ -395,7 +438,7 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         else:
             connection = Connection(self.server.engine.connect(), session=False)
         try:
-            connection.prepare(request.database, request.settings, statement.keyword)
+            connection.prepare(request.database, settings, statement.keyword)
             self._run(request, statement, connection, chain([inline_data], body))
         finally:
             if session is not None:
@@ -426,6 +469,9 @@ class WarehouseHandler(BaseHTTPRequestHandler):
             return
         chunks = connection.rows(statement, fmt, request.params, outcome)
         first = next(chunks, b"")  # errors before the first row still get a proper status
+        if request.wait_end_of_query:  # and so do all errors: the status waits for the end
+            chunks = _spooled(chain([first], chunks))
+            first = b""
         headers["X-ClickHouse-Format"] = fmt
         headers["Content-Type"] = content_type(fmt)
         headers["X-ClickHouse-Summary"] = json.dumps(outcome.summary())
@@ -479,8 +525,13 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         except WarehouseError as exc:
             # The status is sent already: as ClickHouse does, append the exception and break
             # the chunked stream so that no client mistakes the partial result for a whole one.
+            # The exception goes through the response's compression, as the rows did, so that
+            # a client decoding the body reads it.
             log.warning("query %s failed while streaming: %s", request.query_id, exc)
-            self._write_chunk(b"\n" + exc.body().encode())
+            data = b"\n" + exc.body().encode()
+            for encoder in encoders:
+                data = encoder.compress(data) + encoder.flush()
+            self._write_chunk(data)
             self.close_connection = True
 
     def _write_chunk(self, data: bytes) -> None:
@@ -511,6 +562,25 @@ class WarehouseHandler(BaseHTTPRequestHandler):
         headers["Content-Type"] = "text/plain; charset=UTF-8"
         body = exc.body().rstrip("\n") + f" (version {self.server.engine.version})\n"
         self._reply(exc.http_status, body.encode(), headers)
+
+
+def _spooled(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Reads `chunks` to the end (in memory, then on disk) before yielding the first one."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (_drain closes)
+    try:
+        for data in chunks:
+            spool.write(data)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return _drain(spool)
+
+
+def _drain(spool: IO[bytes]) -> Iterator[bytes]:
+    with spool:
+        while data := spool.read(READ_CHUNK):
+            yield data
 
 
 class _BlockEncoder:

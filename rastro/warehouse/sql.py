@@ -149,17 +149,22 @@ def parse(text: str, final: bool = True) -> Statement:
 def _parse_insert(text: str, start: int, tokens: _TokenIterator) -> Statement | None:
     """INSERT [INTO] [TABLE|FUNCTION] target ... FORMAT name | VALUES: where the data starts."""
     depth = 0
-    seen_target = False
+    seen_target = after_dot = False
     for token in tokens:
         word = text[token.start : token.end].upper() if token.kind == "word" else ""
+        dotted, after_dot = after_dot, False
         if token.kind == "open":
             depth += 1
         elif token.kind == "close":
             depth -= 1
         elif depth or not word:
-            if token.kind != "punct":  # `db.table`: the dot keeps us inside the target name
+            if token.kind == "punct":  # `db.table`: the dot keeps us inside the target name
+                after_dot = depth == 0 and text[token.start] == "."
+            else:
                 seen_target = seen_target or token.kind == "ident"
             continue
+        elif dotted:
+            continue  # `db.format`, `db.values`: a name after the dot, never a keyword
         elif word in ("INTO", "TABLE", "FUNCTION") and not seen_target:
             continue
         elif not seen_target:
@@ -168,6 +173,8 @@ def _parse_insert(text: str, start: int, tokens: _TokenIterator) -> Statement | 
             return None
         elif word == "FORMAT":
             name = next(tokens, None)
+            if name is None and not tokens.final:
+                raise Incomplete  # the format name is in the next chunk
             if name is None or name.kind != "word":
                 raise WarehouseError(SYNTAX_ERROR, "Syntax error: FORMAT needs a format name")
             return _insert(

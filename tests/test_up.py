@@ -1,0 +1,106 @@
+"""`rastro up` as a user runs it: a real supervisor process with its children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import psutil
+import pytest
+
+from tests.endpoint import free_port
+
+
+def _wait_for(text: str, log: Path, process: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log.read_text(errors="replace")
+        if text in content:
+            return content
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not printed within {timeout} s:\n{log.read_text()}")
+
+
+def _query(port: int, sql: str) -> str:
+    with urlopen(f"http://127.0.0.1:{port}/?query={sql.replace(' ', '+')}", timeout=10) as r:
+        return str(r.read().decode())
+
+
+@pytest.mark.slow
+def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
+    if os.environ.get("CLICKHOUSE_TEST_URL"):
+        pytest.skip("starts the embedded warehouse itself")
+    port = free_port()
+    log = tmp_path / "up.log"
+    env = {**os.environ, "RASTRO_WAREHOUSE_PORT": str(port), "RASTRO_WAREHOUSE_USERS": "default:"}
+    env.pop("RASTRO_CLICKHOUSE_URL", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        printed = _wait_for("Rastro is running", log, process, timeout=90)
+        assert f"http://127.0.0.1:{port}" in printed
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children, "the warehouse runs as a child of the supervisor"
+        assert _query(port, "SELECT count() FROM rastro.schema_migrations").strip() == "2"
+        assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
+        assert (tmp_path / "state" / "warehouse").is_dir()
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        assert not any(
+            child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    # A second start on the same state: migrations and demo data are not applied twice.
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        printed = _wait_for("Rastro is running", log, process, timeout=90)
+        assert "migrations applied: none" in printed
+        assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.slow
+def test_up_fails_and_cleans_up_when_the_warehouse_cannot_start(tmp_path: Path) -> None:
+    if os.environ.get("CLICKHOUSE_TEST_URL"):
+        pytest.skip("starts the embedded warehouse itself")
+    with socket.socket() as taken:  # the warehouse port is taken
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "RASTRO_WAREHOUSE_PORT": str(port)}
+        env.pop("RASTRO_CLICKHOUSE_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "s")],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert b"the platform failed to start" in result.stderr
