@@ -642,11 +642,14 @@ def serve(
     users: dict[str, str],
     host: str,
     port: int,
-    ready: threading.Event | None = None,
 ) -> None:
     """Runs the endpoint until SIGTERM or SIGINT, then stops it cleanly."""
     engine = Engine(data_dir)
-    server = WarehouseServer(engine, users, host, port)
+    try:
+        server = WarehouseServer(engine, users, host, port)
+    except OSError:  # the port is taken: release the data directory before reporting it
+        engine.close()
+        raise
     stopper = threading.Thread(target=server.stop, name="warehouse-stop")
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -664,8 +667,6 @@ def serve(
         engine.version,
         data_dir,
     )
-    if ready is not None:
-        ready.set()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

@@ -25,11 +25,6 @@ THROW_LATE = "SELECT throwIf(number = 50000), sleepEachRow(0.000004) FROM number
 THROWING = [THROW_MIDWAY, THROW_LATE]
 
 
-@pytest.fixture
-def target(warehouse_url: str) -> Target:
-    return Target.from_url(warehouse_url)
-
-
 def assert_exception(response: Any, status: int, code: int) -> None:
     assert response.status == status, response.text
     assert response.exception_code == code

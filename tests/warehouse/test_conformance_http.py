@@ -31,11 +31,6 @@ NUMBERS_TSV = "".join(f"{n}\t{n * 7}\n" for n in range(20000)).encode()
 
 
 @pytest.fixture
-def target(warehouse_url: str) -> Target:
-    return Target.from_url(warehouse_url)
-
-
-@pytest.fixture
 def table(target: Target, database: str) -> str:
     name = f"{database}.t"
     response = query(target, f"CREATE TABLE {name} (id UInt32, s String) ENGINE = Memory")

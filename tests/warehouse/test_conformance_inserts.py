@@ -31,11 +31,6 @@ COLUMNS = (("id", "UInt32"), ("name", "String"), ("v", "Float64"))
 
 
 @pytest.fixture
-def target(warehouse_url: str) -> Target:
-    return Target.from_url(warehouse_url)
-
-
-@pytest.fixture
 def table(target: Target, database: str) -> str:
     name = f"{database}.t"
     response = query(

@@ -13,11 +13,6 @@ from tests.warehouse.conformance import Response, Target, request
 BLOCK_SIZE = "SELECT getSetting('max_block_size')"
 
 
-@pytest.fixture
-def target(warehouse_url: str) -> Target:
-    return Target.from_url(warehouse_url)
-
-
 def new_session() -> str:
     return f"conformance-{uuid.uuid4()}"
 
