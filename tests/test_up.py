@@ -8,13 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from urllib.request import urlopen
 
 import psutil
 import pytest
 
-from tests.endpoint import free_port
+from tests.conftest import client_for
+from tests.endpoint import free_port, start_endpoint
 
 
 def _wait_for(text: str, log: Path, process: subprocess.Popen[bytes], timeout: float) -> str:
@@ -104,3 +106,46 @@ def test_up_fails_and_cleans_up_when_the_warehouse_cannot_start(tmp_path: Path) 
         )
     assert result.returncode == 1
     assert b"the platform failed to start" in result.stderr
+
+
+@pytest.mark.slow
+def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
+    """With RASTRO_CLICKHOUSE_URL set, `rastro up` migrates and seeds that server and starts
+    no warehouse of its own. The "server" here is an endpoint started apart, which speaks the
+    same protocol; CLICKHOUSE_TEST_URL runs the same against a real ClickHouse server."""
+    server_url = os.environ.get("CLICKHOUSE_TEST_URL")
+    endpoint = None
+    if not server_url:
+        endpoint = start_endpoint(tmp_path / "server", users="rastro:pw")
+        server_url = f"http://rastro:pw@127.0.0.1:{endpoint.port}"
+    database = f"rastro_up_{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "up.log"
+    env = {
+        **os.environ,
+        "RASTRO_CLICKHOUSE_URL": server_url,
+        "RASTRO_CLICKHOUSE_DATABASE": database,
+        "RASTRO_WAREHOUSE_PORT": str(free_port()),  # must stay unused
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    client = client_for(server_url)
+    try:
+        printed = _wait_for("Rastro is running", log, process, timeout=90)
+        assert "warehouse: server at" in printed
+        assert psutil.Process(process.pid).children(recursive=True) == []
+        assert not (tmp_path / "state" / "warehouse").exists()
+        assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+        client.close()
+        if endpoint is not None:
+            assert endpoint.stop() == 0
