@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup up test lint format bench clean
+.PHONY: setup up test lint browser format bench clean
 
 $(BIN)/rastro: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Rastro needs Python 3.11, found " + sys.version.split()[0]'
@@ -27,7 +27,12 @@ lint: setup  # ruff (lint and format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  # lint, then every test (pytest's exit code 5, "no tests collected", is not a failure)
+browser:  # Debian's chromium for the browser tests: installed with apt-get when missing (root)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || { echo "The browser tests need Debian's chromium: apt-get install chromium"; exit 1; }
+
+test: lint browser  # lint, then every test (pytest's exit code 5, "no tests collected", is not a failure)
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 format: setup  # apply ruff's fixes and formatting

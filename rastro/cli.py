@@ -43,6 +43,35 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _tenant_create(args: argparse.Namespace, settings: Settings) -> int:
+    from api.store import ConfigStore
+
+    store = ConfigStore(settings)
+    tenant, key = store.create_tenant(args.name, args.currency, args.timezone)
+    if args.domain:
+        store.for_tenant(tenant.tenant_id).create_merchant(args.name, args.domain)
+    print(f"tenant id:     {tenant.tenant_id}")
+    print(f"admin API key: {key}")
+    print("The key is shown once and stored only as a hash: keep it now.")
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        access_log=False,  # one line per redirect would cost more than the redirect
+        log_config=None,  # keep Rastro's JSON logging
+        server_header=False,
+    )
+    return 0
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from rastro.supervisor import up
 
@@ -67,6 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
     migrate.set_defaults(run=_migrate)
+
+    tenant = commands.add_parser("tenant", help="tenants (merchant accounts)")
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_commands.add_parser(
+        "create", help="create a tenant; prints its id and first admin API key"
+    )
+    create.add_argument("name")
+    create.add_argument("--currency", default="BRL", help="ISO 4217 (default BRL)")
+    create.add_argument("--timezone", default="America/Sao_Paulo", help="IANA time zone")
+    create.add_argument(
+        "--domain",
+        action="append",
+        default=[],
+        help="a host name of the store (repeatable): the default link destination allowlist",
+    )
+    create.set_defaults(run=_tenant_create)
+
+    api = commands.add_parser("api", help="the API (tracking edge) under uvicorn")
+    api.add_argument("--host", help="address to bind (default RASTRO_API_HOST)")
+    api.add_argument("--port", type=int, help="port (default RASTRO_API_PORT, 8000)")
+    api.add_argument("--workers", type=int, help="worker processes (default RASTRO_API_WORKERS)")
+    api.set_defaults(run=_api)
 
     up = commands.add_parser(
         "up", help="run the platform: warehouse, migrations and every service, until Ctrl-C"

@@ -4,12 +4,15 @@ their links. Ids and versions are fixed, so seeding at every start never duplica
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from rastro.ids import stable_uuid7
+from rastro.keys import KEY_PREFIX, display_prefix, hash_api_key
 from rastro.settings import Settings
 from rastro.warehouse.client import connect
 
@@ -43,8 +46,17 @@ def _insert(client: Any, database: str, table: str, rows: list[dict[str, Any]]) 
     )
 
 
+def demo_api_key(settings: Settings) -> str:
+    """The demo tenant's admin key: stable for an installation (derived from its secret), so
+    re-seeding keeps it, and unknowable without that secret."""
+    digest = hmac.new(
+        settings.secret_key.get_secret_value().encode(), b"demo-admin-key", hashlib.sha256
+    ).hexdigest()
+    return f"{KEY_PREFIX}demo{digest[:36]}"
+
+
 def seed_demo(settings: Settings) -> str:
-    """Writes the demo tenant's configuration; returns the tenant id."""
+    """Writes the demo tenant's configuration; returns its admin API key."""
     client = connect(settings, database=settings.clickhouse_database)
     database = settings.clickhouse_database
     _insert(
@@ -98,7 +110,7 @@ def seed_demo(settings: Settings) -> str:
                 "attribution_window_days": 30,
                 "click_id_param": "rclid",
                 "landing_params": ["via"],
-                "consent_policy": "opt_in",
+                "consent_policy": "opt_out",
                 "attribution_model": "last_click",
                 "hold_days": 30,
                 "commission_rules": json.dumps(
@@ -144,8 +156,28 @@ def seed_demo(settings: Settings) -> str:
             )
     _insert(client, database, "affiliates", affiliates)
     _insert(client, database, "links", links)
+    key = demo_api_key(settings)
+    _insert(
+        client,
+        database,
+        "api_keys",
+        [
+            {
+                "tenant_id": TENANT_ID,
+                "id": stable_uuid7(_MS, "demo-admin-key"),
+                "name": "demo admin key",
+                "prefix": display_prefix(key),
+                "key_hash": hash_api_key(key),
+                "scopes": ["admin"],
+                "affiliate_id": None,
+                "expires_at": None,
+                "revoked_at": None,
+                **_stamps(),
+            }
+        ],
+    )
     client.close()
     log.info(
         "demo tenant %s seeded: %d affiliates, %d links", TENANT_ID, len(affiliates), len(links)
     )
-    return TENANT_ID
+    return key

@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEV_SECRET = "dev-only-not-secret"
 
 
 class Settings(BaseSettings):
@@ -30,9 +32,26 @@ class Settings(BaseSettings):
     # processes use. An empty password is allowed only outside prod.
     warehouse_users: SecretStr = SecretStr("default:")
 
+    api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(2, ge=1, description="uvicorn worker processes of the API")
+    # The public base URL of the tracking host (links are built on it; cookies are its own).
+    public_url: str = "http://127.0.0.1:8000"
+    # Where unknown or paused link codes send the visitor (a page, never an error).
+    fallback_url: str = "http://127.0.0.1:8000/link-unavailable"
+    # Derives tenant-scoped keys (IP hashes, email hashes). Set your own outside dev.
+    secret_key: SecretStr = SecretStr(_DEV_SECRET)
+    # Comma-separated proxy addresses whose X-Forwarded-For is believed; empty: none.
+    trusted_proxies: str = ""
     dagster_port: int = 3000
     log_level: str = "INFO"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _real_secret_outside_dev(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("env") == "prod" and value.get_secret_value() in ("", _DEV_SECRET):
+            raise ValueError("RASTRO_SECRET_KEY must be set to a random secret in prod")
+        return value
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -70,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def warehouse_data_dir(self) -> Path:
         return self.data_dir / "warehouse"
+
+    @property
+    def event_log_dir(self) -> Path:
+        return self.data_dir / "eventlog"
 
 
 @lru_cache

@@ -134,8 +134,17 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
             )
         applied = migrate(connect(settings), settings.clickhouse_database)
         log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
-        seed_demo(settings)
-        _print_urls(settings, supervisor.services)
+        demo_key = seed_demo(settings)
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        supervisor.start(
+            Service(
+                "api",
+                [python, "-m", "rastro.cli", "api"],
+                url=f"{api}/docs",
+                health_url=f"{api}/healthz",
+            )
+        )
+        _print_urls(settings, supervisor.services, demo_key)
         return supervisor.wait()
     except Exception:
         log.exception("the platform failed to start")
@@ -144,7 +153,7 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
         supervisor.stop_all()
 
 
-def _print_urls(settings: Settings, services: list[Service]) -> None:
+def _print_urls(settings: Settings, services: list[Service], demo_key: str) -> None:
     warehouse = urlsplit(settings.warehouse_url)
     where = f"{warehouse.scheme}://{warehouse.hostname}:{warehouse.port or 8123}"
     mode = "embedded (chDB)" if settings.embedded else "server"
@@ -153,5 +162,8 @@ def _print_urls(settings: Settings, services: list[Service]) -> None:
     lines += [
         f"  warehouse: {mode} at {where}, database `{settings.clickhouse_database}`",
         f"  try: curl '{where}/?query=SHOW+TABLES+FROM+{settings.clickhouse_database}'",
+        f"  demo tenant admin API key: {demo_key}",
+        f"  try: curl -H 'Authorization: Bearer {demo_key}' "
+        f"http://{settings.api_host}:{settings.api_port}/v1/links",
     ]
     print("\n".join(lines) + "\n", flush=True)

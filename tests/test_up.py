@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
 import psutil
 import pytest
@@ -42,7 +43,14 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         pytest.skip("starts the embedded warehouse itself")
     port = free_port()
     log = tmp_path / "up.log"
-    env = {**os.environ, "RASTRO_WAREHOUSE_PORT": str(port), "RASTRO_WAREHOUSE_USERS": "default:"}
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "RASTRO_WAREHOUSE_PORT": str(port),
+        "RASTRO_WAREHOUSE_USERS": "default:",
+        "RASTRO_API_PORT": str(api_port),
+        "RASTRO_API_WORKERS": "1",
+    }
     env.pop("RASTRO_CLICKHOUSE_URL", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -59,6 +67,13 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         assert _query(port, "SELECT count() FROM rastro.schema_migrations").strip() == "2"
         assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
         assert (tmp_path / "state" / "warehouse").is_dir()
+        assert f"http://127.0.0.1:{api_port}/docs" in printed
+        key = printed.split("demo tenant admin API key: ")[1].split()[0]
+        request = Request(
+            f"http://127.0.0.1:{api_port}/v1/links", headers={"Authorization": f"Bearer {key}"}
+        )
+        with urlopen(request, timeout=10) as response:
+            assert len(json.loads(response.read())["items"]) == 5  # 3 links, 2 coupons
 
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
@@ -125,6 +140,8 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         "RASTRO_CLICKHOUSE_URL": server_url,
         "RASTRO_CLICKHOUSE_DATABASE": database,
         "RASTRO_WAREHOUSE_PORT": str(free_port()),  # must stay unused
+        "RASTRO_API_PORT": str(free_port()),
+        "RASTRO_API_WORKERS": "1",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -137,7 +154,8 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
     try:
         printed = _wait_for("Rastro is running", log, process, timeout=90)
         assert "warehouse: server at" in printed
-        assert psutil.Process(process.pid).children(recursive=True) == []
+        children = psutil.Process(process.pid).children()
+        assert [" ".join(child.cmdline()[-1:]) for child in children] == ["api"]
         assert not (tmp_path / "state" / "warehouse").exists()
         assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,66 @@
+"""Dependencies of the API's routes, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.state import EdgeState
+from api.store import Principal, TenantConfig
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rk_...`")
+
+
+def get_state(request: Request) -> EdgeState:
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+StateDep = Annotated[EdgeState, Depends(get_state)]
+
+
+def _principal(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = state.store.authenticate(credentials.credentials)
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid, expired or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def require(*scopes: str) -> Any:
+    """A dependency that lets through keys holding one of `scopes` (admin holds them all)."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if "admin" not in principal.scopes and not set(scopes) & set(principal.scopes):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this API key lacks the scope for this call (needs one of: admin, "
+                f"{', '.join(scopes)})",
+            )
+        return principal
+
+    return Depends(check)
+
+
+def _tenant(principal: PrincipalDep, state: StateDep) -> TenantConfig:
+    return state.store.for_tenant(principal.tenant_id)
+
+
+TenantDep = Annotated[TenantConfig, Depends(_tenant)]

@@ -1,0 +1,454 @@
+"""The configuration the tracking edge needs (tenants, API keys, affiliates, campaigns,
+links), kept in the warehouse's configuration tables and cached where the hot paths read it.
+
+Tenancy lives here, not in the handlers: a handler gets a `TenantConfig` for the caller's
+tenant, and every query it can run is already filtered by that tenant.
+
+Caches are per worker process. A link created on another worker is not in this worker's
+cache: a miss reads the warehouse, so a new link resolves at once on every worker. A paused
+link or a revoked key takes effect on other workers within `CACHE_TTL_S`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from rastro.ids import uuid7
+from rastro.keys import display_prefix, hash_api_key, new_api_key, new_link_code
+from rastro.settings import Settings
+from rastro.warehouse.client import connect
+
+CACHE_TTL_S = 30.0
+
+
+class Principal(BaseModel):
+    """Who is calling: an API key of a tenant, with its scopes."""
+
+    tenant_id: str
+    key_id: str
+    scopes: list[str]
+    affiliate_id: str | None = None
+
+
+class Tenant(BaseModel):
+    tenant_id: str
+    name: str
+    status: str
+    default_currency: str
+    timezone: str
+    created_at: datetime
+
+
+class Affiliate(BaseModel):
+    id: str
+    display_name: str
+    status: str
+    segment: str
+    country: str
+    created_at: datetime
+
+
+class Campaign(BaseModel):
+    campaign_id: str
+    terms_version: int
+    name: str
+    status: str
+    destination_domains: list[str]
+    attribution_window_days: int
+    click_id_param: str
+    landing_params: list[str]
+    consent_policy: str
+    attribution_model: str
+    hold_days: int
+    commission_rules: list[dict[str, Any]]
+    valid_from: datetime
+    created_at: datetime
+
+
+class Link(BaseModel):
+    id: str
+    code: str
+    kind: str
+    affiliate_id: str
+    campaign_id: str
+    destination_url: str
+    sub1: str = ""
+    sub2: str = ""
+    sub3: str = ""
+    sub4: str = ""
+    sub5: str = ""
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ResolvedLink:
+    """Everything the redirect needs about a code, in one cached object."""
+
+    tenant_id: str
+    link_id: str
+    code: str
+    status: str  # the link's; "paused" also when its campaign is not active
+    affiliate_id: str
+    campaign_id: str
+    terms_version: int
+    destination_url: str
+    subs: tuple[str, str, str, str, str]
+    click_id_param: str
+    consent_policy: str
+    cookie_max_age_s: int  # the campaign's attribution window
+    allowed_hosts: frozenset[str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _version(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def host_allowed(url: str, allowed_hosts: frozenset[str]) -> bool:
+    """A destination must be http(s) on an allowed host or one of its subdomains."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+        return False
+    return any(host == allowed or host.endswith("." + allowed) for allowed in allowed_hosts)
+
+
+class _TtlCache:
+    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()  # crude but bounded; a miss only costs a query
+            self._entries[key] = (time.monotonic() + self._ttl, value)
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+
+class ConfigStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._keys = _TtlCache(CACHE_TTL_S)
+        self.links = _TtlCache(CACHE_TTL_S)
+
+    @property
+    def client(self) -> Any:
+        """Created on first use, in the process that uses it (uvicorn workers fork)."""
+        with self._client_lock:
+            if self._client is None:
+                # No session: the client is shared by threads, and sessions serialize.
+                self._client = connect(
+                    self.settings,
+                    database=self.settings.clickhouse_database,
+                    autogenerate_session_id=False,
+                )
+            return self._client
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self.client.insert(table, [list(row.values())], column_names=list(row))
+
+    def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        result = self.client.query(sql, parameters=parameters)
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    # -- tenants and keys ----------------------------------------------------------------
+
+    def create_tenant(
+        self, name: str, currency: str = "BRL", timezone: str = "America/Sao_Paulo"
+    ) -> tuple[Tenant, str]:
+        """A new tenant and its first admin API key (returned once, stored hashed)."""
+        now = _now()
+        tenant = Tenant(
+            tenant_id=uuid7(),
+            name=name,
+            status="active",
+            default_currency=currency,
+            timezone=timezone,
+            created_at=now,
+        )
+        self.insert(
+            "tenants",
+            {
+                **tenant.model_dump(),
+                "updated_at": now,
+                "version": _version(now),
+            },
+        )
+        key = self.for_tenant(tenant.tenant_id).create_api_key("first admin key", ["admin"])
+        return tenant, key
+
+    def authenticate(self, key: str) -> Principal | None:
+        key_hash = hash_api_key(key)
+        principal: Principal | None = self._keys.get(key_hash)
+        if principal is not None:
+            return principal
+        rows = self.rows(
+            "SELECT tenant_id, id, scopes, affiliate_id FROM api_keys FINAL "
+            "WHERE key_hash = {h:String} AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now64(3))",
+            h=key_hash,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        principal = Principal(
+            tenant_id=row["tenant_id"],
+            key_id=row["id"],
+            scopes=list(row["scopes"]),
+            affiliate_id=row["affiliate_id"],
+        )
+        self._keys.put(key_hash, principal)
+        return principal
+
+    def for_tenant(self, tenant_id: str) -> TenantConfig:
+        return TenantConfig(self, tenant_id)
+
+    # -- the redirect's lookup -------------------------------------------------------------
+
+    def resolve_link(self, code: str) -> ResolvedLink | None:
+        """The link behind a code (any tenant: codes are globally unique), or None."""
+        cached: ResolvedLink | None = self.links.get(code)
+        if cached is not None:
+            return cached
+        rows = self.rows(
+            """
+            SELECT l.tenant_id AS tenant_id, l.id AS link_id, l.code AS code,
+                   l.status AS link_status, l.affiliate_id AS affiliate_id,
+                   l.campaign_id AS campaign_id, l.destination_url AS destination_url,
+                   l.sub1 AS sub1, l.sub2 AS sub2, l.sub3 AS sub3, l.sub4 AS sub4,
+                   l.sub5 AS sub5, c.terms_version AS terms_version, c.status AS campaign_status,
+                   c.click_id_param AS click_id_param, c.consent_policy AS consent_policy,
+                   c.attribution_window_days AS window_days,
+                   c.destination_domains AS campaign_domains,
+                   (SELECT groupArrayArray(domains) FROM merchants FINAL
+                     WHERE tenant_id = l.tenant_id AND is_deleted = 0) AS merchant_domains
+            FROM (SELECT * FROM links FINAL WHERE code = {code:String} AND kind = 'link'
+                  AND is_deleted = 0) AS l
+            INNER JOIN (SELECT * FROM campaigns FINAL WHERE is_deleted = 0
+                        AND valid_from <= now64(3)
+                        ORDER BY terms_version DESC LIMIT 1 BY tenant_id, campaign_id) AS c
+              ON c.tenant_id = l.tenant_id AND c.campaign_id = l.campaign_id
+            LIMIT 1
+            """,
+            code=code,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        domains = row["campaign_domains"] or row["merchant_domains"]
+        resolved = ResolvedLink(
+            tenant_id=row["tenant_id"],
+            link_id=row["link_id"],
+            code=row["code"],
+            status=row["link_status"] if row["campaign_status"] == "active" else "paused",
+            affiliate_id=row["affiliate_id"],
+            campaign_id=row["campaign_id"],
+            terms_version=row["terms_version"],
+            destination_url=row["destination_url"],
+            subs=(row["sub1"], row["sub2"], row["sub3"], row["sub4"], row["sub5"]),
+            click_id_param=row["click_id_param"],
+            consent_policy=row["consent_policy"],
+            cookie_max_age_s=int(row["window_days"]) * 86400,
+            allowed_hosts=frozenset(d.lower() for d in domains),
+        )
+        self.links.put(code, resolved)
+        return resolved
+
+
+class TenantConfig:
+    """One tenant's configuration: every read and write is already scoped to it."""
+
+    def __init__(self, store: ConfigStore, tenant_id: str) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+
+    def _rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        return self._store.rows(sql, tenant=self.tenant_id, **parameters)
+
+    def _insert(self, table: str, row: dict[str, Any], at: datetime) -> None:
+        self._store.insert(
+            table,
+            {
+                "tenant_id": self.tenant_id,
+                **row,
+                "updated_at": at,
+                "version": _version(at),
+            },
+        )
+
+    def create_api_key(self, name: str, scopes: list[str], affiliate_id: str | None = None) -> str:
+        key, now = new_api_key(), _now()
+        self._insert(
+            "api_keys",
+            {
+                "id": uuid7(),
+                "name": name,
+                "prefix": display_prefix(key),
+                "key_hash": hash_api_key(key),
+                "scopes": scopes,
+                "affiliate_id": affiliate_id,
+                "expires_at": None,
+                "revoked_at": None,
+                "created_at": now,
+            },
+            now,
+        )
+        return key
+
+    def tenant(self) -> Tenant:
+        rows = self._rows(
+            "SELECT tenant_id, name, status, default_currency, timezone, created_at "
+            "FROM tenants FINAL WHERE tenant_id = {tenant:String}"
+        )
+        return Tenant(**rows[0])
+
+    def create_merchant(self, name: str, domains: list[str], platform: str = "custom") -> str:
+        merchant_id, now = uuid7(), _now()
+        self._insert(
+            "merchants",
+            {
+                "id": merchant_id,
+                "name": name,
+                "platform": platform,
+                "domains": [d.lower() for d in domains],
+                "tracking_domain": "",
+                "currency": "",
+                "timezone": "",
+                "status": "active",
+                "created_at": now,
+            },
+            now,
+        )
+        return merchant_id
+
+    def create_affiliate(
+        self, display_name: str, segment: str, country: str, status: str = "approved"
+    ) -> Affiliate:
+        now = _now()
+        affiliate = Affiliate(
+            id=uuid7(),
+            display_name=display_name,
+            status=status,
+            segment=segment,
+            country=country,
+            created_at=now,
+        )
+        self._insert("affiliates", affiliate.model_dump(), now)
+        return affiliate
+
+    def affiliates(self) -> list[Affiliate]:
+        return [
+            Affiliate(**row)
+            for row in self._rows(
+                "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
+                "FINAL WHERE tenant_id = {tenant:String} ORDER BY id"
+            )
+        ]
+
+    def affiliate(self, affiliate_id: str) -> Affiliate | None:
+        rows = self._rows(
+            "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
+            "FINAL WHERE tenant_id = {tenant:String} AND id = {id:String}",
+            id=affiliate_id,
+        )
+        return Affiliate(**rows[0]) if rows else None
+
+    def create_campaign(self, values: dict[str, Any]) -> Campaign:
+        now = _now()
+        campaign = Campaign(
+            campaign_id=uuid7(), terms_version=1, valid_from=now, created_at=now, **values
+        )
+        row = campaign.model_dump()
+        row["commission_rules"] = json.dumps(row["commission_rules"])
+        self._insert("campaigns", {**row, "valid_to": None, "conflict_rules": "{}"}, now)
+        return campaign
+
+    _CAMPAIGN_COLUMNS = (
+        "campaign_id, terms_version, name, status, destination_domains, "
+        "attribution_window_days, click_id_param, landing_params, consent_policy, "
+        "attribution_model, hold_days, commission_rules, valid_from, created_at"
+    )
+
+    def campaigns(self, campaign_id: str | None = None) -> list[Campaign]:
+        """The terms in force of each campaign (the latest version already valid)."""
+        rows = self._rows(
+            f"SELECT {self._CAMPAIGN_COLUMNS} FROM campaigns FINAL "
+            "WHERE tenant_id = {tenant:String} AND is_deleted = 0 AND valid_from <= now64(3) "
+            "AND ({id:String} = '' OR campaign_id = {id:String}) "
+            "ORDER BY campaign_id, terms_version DESC LIMIT 1 BY campaign_id",
+            id=campaign_id or "",
+        )
+        for row in rows:
+            row["commission_rules"] = json.loads(row["commission_rules"])
+        return [Campaign(**row) for row in rows]
+
+    def allowed_hosts(self, campaign: Campaign) -> frozenset[str]:
+        if campaign.destination_domains:
+            return frozenset(d.lower() for d in campaign.destination_domains)
+        rows = self._rows(
+            "SELECT groupArrayArray(domains) AS domains FROM merchants FINAL "
+            "WHERE tenant_id = {tenant:String} AND is_deleted = 0"
+        )
+        return frozenset(d.lower() for d in rows[0]["domains"]) if rows else frozenset()
+
+    def create_link(
+        self, affiliate_id: str, campaign_id: str, destination_url: str, subs: list[str]
+    ) -> Link:
+        now = _now()
+        link = Link(
+            id=uuid7(),
+            code=new_link_code(),
+            kind="link",
+            affiliate_id=affiliate_id,
+            campaign_id=campaign_id,
+            destination_url=destination_url,
+            status="active",
+            created_at=now,
+            **{f"sub{i + 1}": value for i, value in enumerate(subs)},
+        )
+        self._insert("links", link.model_dump(), now)
+        self._store.links.drop(link.code)
+        return link
+
+    _LINK_COLUMNS = (
+        "id, code, kind, affiliate_id, campaign_id, destination_url, sub1, sub2, sub3, sub4, "
+        "sub5, status, created_at"
+    )
+
+    def links(
+        self, affiliate_id: str | None = None, limit: int = 100, after: str = ""
+    ) -> list[Link]:
+        rows = self._rows(
+            f"SELECT {self._LINK_COLUMNS} FROM links FINAL WHERE tenant_id = {{tenant:String}} "
+            "AND is_deleted = 0 AND ({aff:String} = '' OR affiliate_id = {aff:String}) "
+            "AND id > {after:String} ORDER BY id LIMIT {limit:UInt32}",
+            aff=affiliate_id or "",
+            after=after,
+            limit=limit,
+        )
+        return [Link(**row) for row in rows]

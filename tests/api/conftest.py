@@ -1,0 +1,97 @@
+"""Fixtures for the API: a migrated database shared by the API tests, settings pointing at
+it, the ASGI app (in-process, through starlette's TestClient), and fresh tenants (tests are
+isolated by tenant, as the product is)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from api.main import create_app
+from api.store import ConfigStore
+from rastro.schema.migrate import migrate
+from rastro.settings import Settings
+from tests.conftest import client_for
+
+
+@pytest.fixture(scope="session")
+def api_database(warehouse_url: str) -> Iterator[str]:
+    name = f"rastro_api_{uuid.uuid4().hex[:10]}"
+    client = client_for(warehouse_url)
+    migrate(client, name)
+    yield name
+    client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+    client.close()
+
+
+@pytest.fixture
+def settings(warehouse_url: str, api_database: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        clickhouse_url=warehouse_url,
+        clickhouse_database=api_database,
+        data_dir=tmp_path / "state",
+        public_url="http://testserver",
+        fallback_url="https://fallback.example/unavailable",
+        secret_key="test-secret",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[TestClient]:
+    """The whole ASGI app (the raw redirect path included). Redirects are not followed."""
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        yield client
+
+
+@dataclass
+class TenantFixture:
+    tenant_id: str
+    admin_key: str
+    affiliate_id: str
+    campaign_id: str
+    domain: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+def make_tenant(
+    settings: Settings, domain: str = "shop.example.com.br", consent_policy: str = "opt_out"
+) -> TenantFixture:
+    store = ConfigStore(settings)
+    tenant, key = store.create_tenant(f"Loja {uuid.uuid4().hex[:6]}")
+    config = store.for_tenant(tenant.tenant_id)
+    config.create_merchant("Loja", [domain])
+    affiliate = config.create_affiliate("Blog da Ana", "content", "BR")
+    campaign = config.create_campaign(
+        {
+            "name": "Programa",
+            "status": "active",
+            "destination_domains": [domain],
+            "attribution_window_days": 30,
+            "click_id_param": "rclid",
+            "landing_params": ["via"],
+            "consent_policy": consent_policy,
+            "attribution_model": "last_click",
+            "hold_days": 30,
+            "commission_rules": [],
+        }
+    )
+    return TenantFixture(tenant.tenant_id, key, affiliate.id, campaign.campaign_id, domain)
+
+
+@pytest.fixture
+def tenant(settings: Settings) -> TenantFixture:
+    return make_tenant(settings)
+
+
+@pytest.fixture
+def other_tenant(settings: Settings) -> TenantFixture:
+    return make_tenant(settings, domain="other-shop.example.com")
