@@ -9,7 +9,9 @@ from starlette.testclient import TestClient
 from tests.api.conftest import TenantFixture
 
 
-def _link(app: TestClient, tenant: TenantFixture, destination: str, **extra: str) -> httpx2.Response:
+def _link(
+    app: TestClient, tenant: TenantFixture, destination: str, **extra: str
+) -> httpx2.Response:
     return app.post(
         "/v1/links",
         headers=tenant.auth,
