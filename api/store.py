@@ -12,6 +12,7 @@ link or a revoked key takes effect on other workers within `CACHE_TTL_S`.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -116,16 +117,30 @@ def _version(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+
+
 def host_allowed(url: str, allowed_hosts: frozenset[str]) -> bool:
-    """A destination must be http(s) on an allowed host or one of its subdomains."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+    """A destination must be http(s) on an allowed host or one of its subdomains. The host
+    must be made of host-name characters only: `https://evil.example\\.shop.com` is parsed
+    here as a subdomain of shop.com but sent by browsers to evil.example."""
+    if any(c in url for c in "\\\t\r\n ") or not url.isprintable():
+        return False
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not _HOSTNAME.fullmatch(host):
+        return False
+    if parts.username or parts.password:
         return False
     return any(host == allowed or host.endswith("." + allowed) for allowed in allowed_hosts)
 
 
-class _TtlCache:
+class TtlCache:
+    """A bounded map whose entries expire: the per-worker caches of the hot paths."""
+
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         self._ttl = ttl_s
         self._max = max_entries
@@ -153,8 +168,8 @@ class ConfigStore:
         self.settings = settings
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._keys = _TtlCache(CACHE_TTL_S)
-        self.links = _TtlCache(CACHE_TTL_S)
+        self._keys = TtlCache(CACHE_TTL_S)
+        self.links = TtlCache(CACHE_TTL_S)
 
     @property
     def client(self) -> Any:
@@ -326,6 +341,19 @@ class TenantConfig:
             "FROM tenants FINAL WHERE tenant_id = {tenant:String}"
         )
         return Tenant(**rows[0])
+
+    def status(self) -> str | None:
+        """The tenant's status (active, suspended, closed), None if there is no such tenant."""
+        rows = self._rows("SELECT status FROM tenants FINAL WHERE tenant_id = {tenant:String}")
+        return str(rows[0]["status"]) if rows else None
+
+    def merchant_domains(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(merchant id, its host names) of the tenant's active stores."""
+        rows = self._rows(
+            "SELECT id, domains FROM merchants FINAL WHERE tenant_id = {tenant:String} "
+            "AND is_deleted = 0 AND status = 'active' ORDER BY id"
+        )
+        return [(row["id"], tuple(d.lower() for d in row["domains"])) for row in rows]
 
     def create_merchant(self, name: str, domains: list[str], platform: str = "custom") -> str:
         merchant_id, now = uuid7(), _now()

@@ -68,6 +68,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,  # one line per redirect would cost more than the redirect
         log_config=None,  # keep Rastro's JSON logging
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is believed only from RASTRO_TRUSTED_PROXIES
     )
     return 0
 

@@ -6,8 +6,8 @@ to a row without renaming. Times are integer epoch milliseconds (UTC). Money is 
 amount in minor units next to an ISO 4217 currency. What the edge cannot know (parsed user
 agent, referrer host, velocity flags, log offsets) the ingest job adds.
 
-The redirect builds its record as a plain dict for speed (see api/redirect.py); a test holds
-it to `Click` so the two never drift.
+The redirect writes its record's JSON directly, for speed (see api/redirect.py); a test
+holds it to `Click` field by field, so the two never drift.
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ def test_warehouse_users() -> None:
 
 
 def test_prod_refuses_users_without_password() -> None:
-    settings = Settings(_env_file=None, env="prod", warehouse_users="default:")
+    settings = Settings(
+        _env_file=None, env="prod", warehouse_users="default:", secret_key="a-real-secret"
+    )
     with pytest.raises(ValueError, match="no password in prod"):
         _ = settings.warehouse_credentials
 
@@ -60,3 +62,8 @@ def test_stable_uuid7_is_deterministic_and_time_ordered() -> None:
     assert stable_uuid7(1_000, "a") != stable_uuid7(1_000, "b")
     assert stable_uuid7(1_000, "z") < stable_uuid7(1_001, "a")
     assert uuid.UUID(stable_uuid7(1_000, "a")).version == 7
+
+
+def test_prod_refuses_the_dev_secret() -> None:
+    with pytest.raises(ValidationError, match="RASTRO_SECRET_KEY"):
+        Settings(_env_file=None, env="prod", warehouse_users="u:p")

@@ -608,14 +608,15 @@ CONVERSIONS = Table(
         Column(
             "conversion_id",
             "String",
-            "Rastro's id of the conversion (UUIDv7), the same for every version of the order",
+            "Rastro's id of the conversion (a UUIDv5 of tenant and order id), the same for "
+            "every version of the order",
         ),
         Column(
             "order_id",
             "String",
             "The merchant's order (or lead) id: unique per tenant, the idempotency key of orders",
         ),
-        Column("version", "UInt64", "The order's version (the source's update time in ms)"),
+        Column("version", "UInt64", "The order's version: 1, then 2, 3 ... for each correction"),
         Column("kind", "LowCardinality(String)", "sale | lead", default="'sale'"),
         Column("merchant_id", "String", "merchants.id of the store; empty if the tenant has one"),
         Column("amount_minor", "Int64", "Total the customer paid, in minor units of currency"),
@@ -699,7 +700,7 @@ ORDER_UPDATES = Table(
         Column(
             "kind",
             "LowCardinality(String)",
-            "refund_partial | refund_full | cancellation | chargeback",
+            "refund (partial or full: see amount_minor) | cancellation | chargeback",
         ),
         Column(
             "amount_minor",

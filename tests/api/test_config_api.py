@@ -105,6 +105,8 @@ def test_link_has_an_unguessable_code_and_a_tracked_url(
         "https://user:pw@evil.example/",
         "https://shop.example.com.br@evil.example/",
         "https:/\\evil.example",
+        "https://evil.example\\.shop.example.com.br/",
+        "https://shop.example.com.br\t.evil.example/",
         "not a url",
     ],
 )
