@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from api.state import EdgeState
 from api.store import Principal, TenantConfig
@@ -64,3 +65,20 @@ def _tenant(principal: PrincipalDep, state: StateDep) -> TenantConfig:
 
 
 TenantDep = Annotated[TenantConfig, Depends(_tenant)]
+
+
+class ErrorDetail(BaseModel):
+    """Every error answer: a message, or for invalid requests one entry per problem."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="What went wrong; for 422, a list of {loc, msg, type} (the field path in loc)"
+    )
+
+
+# The error answers every authenticated route can give, for the OpenAPI spec.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "The body is not valid JSON"},
+    401: {"model": ErrorDetail, "description": "No API key, or an invalid, expired or revoked one"},
+    403: {"model": ErrorDetail, "description": "The key lacks the scope for this call"},
+    422: {"model": ErrorDetail, "description": "Invalid request: `detail` says what and where"},
+}

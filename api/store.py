@@ -17,10 +17,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from rastro.ids import uuid7
 from rastro.keys import display_prefix, hash_api_key, new_api_key, new_link_code
@@ -28,6 +28,14 @@ from rastro.settings import Settings
 from rastro.warehouse.client import connect
 
 CACHE_TTL_S = 30.0
+
+
+def _utc(value: datetime) -> datetime:
+    # The warehouse's DateTime64(3, 'UTC') comes back naive: it is UTC, say so (RFC 3339).
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Principal(BaseModel):
@@ -45,7 +53,7 @@ class Tenant(BaseModel):
     status: str
     default_currency: str
     timezone: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class Affiliate(BaseModel):
@@ -54,7 +62,7 @@ class Affiliate(BaseModel):
     status: str
     segment: str
     country: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class Campaign(BaseModel):
@@ -70,8 +78,8 @@ class Campaign(BaseModel):
     attribution_model: str
     hold_days: int
     commission_rules: list[dict[str, Any]]
-    valid_from: datetime
-    created_at: datetime
+    valid_from: UtcDatetime
+    created_at: UtcDatetime
 
 
 class Link(BaseModel):
@@ -87,7 +95,7 @@ class Link(BaseModel):
     sub4: str = ""
     sub5: str = ""
     status: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 @dataclass(frozen=True)

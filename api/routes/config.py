@@ -8,10 +8,15 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import StateDep, TenantDep, require
+from api.deps import ERROR_RESPONSES, StateDep, TenantDep, require
 from api.store import Affiliate, Campaign, Link, host_allowed
 
-router = APIRouter(prefix="/v1", tags=["configuration"], dependencies=[require("admin")])
+router = APIRouter(
+    prefix="/v1",
+    tags=["configuration"],
+    dependencies=[require("admin")],
+    responses=ERROR_RESPONSES,
+)
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 

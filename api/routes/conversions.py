@@ -38,7 +38,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from api.deps import StateDep, TenantDep, require
+from api.deps import ERROR_RESPONSES, ErrorDetail, StateDep, TenantDep, require
 from api.idempotency import KEY_TTL_S, Entry, Outcome, Transaction
 from api.state import EdgeState
 from api.store import Principal, TenantConfig
@@ -825,10 +825,8 @@ _CONVERSION_EXAMPLES: dict[str, Any] = {
 }
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No API key, or an invalid, expired or revoked one"},
-    403: {"description": "The key has neither the admin nor the ingest scope"},
-    409: {"description": "The Idempotency-Key was used with a different request"},
-    422: {"description": "Invalid request: `detail` lists each field at fault (`loc`, `msg`)"},
+    **ERROR_RESPONSES,
+    409: {"model": ErrorDetail, "description": "The Idempotency-Key was used for another request"},
 }
 
 

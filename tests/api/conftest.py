@@ -4,8 +4,15 @@ isolated by tenant, as the product is)."""
 
 from __future__ import annotations
 
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +24,7 @@ from api.store import ConfigStore
 from rastro.schema.migrate import migrate
 from rastro.settings import Settings
 from tests.conftest import client_for
+from tests.endpoint import free_port
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +103,41 @@ def tenant(settings: Settings) -> TenantFixture:
 @pytest.fixture
 def other_tenant(settings: Settings) -> TenantFixture:
     return make_tenant(settings, domain="other-shop.example.com")
+
+
+@contextmanager
+def running_api(
+    settings: Settings, workers: int = 1
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`rastro api` as a real server process (its own process group: a test may kill -9 it
+    whole), ready to serve; stopped afterwards if the test did not."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RASTRO_CLICKHOUSE_URL": str(settings.clickhouse_url),
+        "RASTRO_CLICKHOUSE_DATABASE": settings.clickhouse_database,
+        "RASTRO_DATA_DIR": str(settings.data_dir),
+        "RASTRO_SECRET_KEY": settings.secret_key.get_secret_value(),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rastro.cli", "api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "the API exited before it was ready"
+            assert time.monotonic() < deadline, "the API did not start within 60 s"
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield process, port
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)

@@ -8,8 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,25 +20,10 @@ from api.store import ConfigStore
 from rastro.contracts import Click, Conversion, decode
 from rastro.eventlog import LogReader, Offset
 from rastro.settings import Settings
-from tests.api.conftest import TenantFixture
-from tests.endpoint import free_port
+from tests.api.conftest import TenantFixture, running_api
 
 LOAD_LIMIT_S = 8.0  # the load stops by itself, killed API or not
 CLIENT_THREADS = 4
-
-
-def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the API exited before it was ready"
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the API did not start")
 
 
 @pytest.mark.slow
@@ -50,19 +33,6 @@ def test_kill_9_under_load_loses_nothing_acknowledged(
     store = ConfigStore(settings).for_tenant(tenant.tenant_id)
     link = store.create_link(
         tenant.affiliate_id, tenant.campaign_id, f"https://{tenant.domain}/", ["", "", "", "", ""]
-    )
-    port = free_port()
-    env = {
-        **os.environ,
-        "RASTRO_CLICKHOUSE_URL": str(settings.clickhouse_url),
-        "RASTRO_CLICKHOUSE_DATABASE": settings.clickhouse_database,
-        "RASTRO_DATA_DIR": str(settings.data_dir),
-        "RASTRO_SECRET_KEY": "test-secret",
-    }
-    api = subprocess.Popen(
-        [sys.executable, "-m", "rastro.cli", "api", "--port", str(port), "--workers", "2"],
-        env=env,
-        start_new_session=True,  # its own process group: kill -9 takes every worker
     )
     acknowledged_clicks: set[str] = set()
     acknowledged_orders: set[str] = set()
@@ -110,8 +80,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(
                 time.sleep(0.01)
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 
-    try:
-        _wait_ready(port, api)
+    with running_api(settings, workers=2) as (api, port):
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENT_THREADS)]
         for thread in threads:
             thread.start()
@@ -121,10 +90,6 @@ def test_kill_9_under_load_loses_nothing_acknowledged(
         stop.set()
         for thread in threads:
             thread.join(10)
-    finally:
-        if api.poll() is None:
-            os.killpg(api.pid, signal.SIGKILL)
-            api.wait(10)
 
     assert acknowledged_clicks and acknowledged_orders, "the load did not get going"
     logged_clicks, logged_orders = _read_everything(settings.event_log_dir)
