@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -67,3 +68,13 @@ def test_stable_uuid7_is_deterministic_and_time_ordered() -> None:
 def test_prod_refuses_the_dev_secret() -> None:
     with pytest.raises(ValidationError, match="RASTRO_SECRET_KEY"):
         Settings(_env_file=None, env="prod", warehouse_users="u:p")
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = {
+        line.split("=", 1)[0]
+        for line in (Path(__file__).parents[1] / ".env.example").read_text().splitlines()
+        if line.startswith("RASTRO_")
+    }
+    expected = {f"RASTRO_{name.upper()}" for name in Settings.model_fields}
+    assert documented == expected
