@@ -39,8 +39,11 @@ format: setup  # apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup  # run the benchmarks under bench/ and print their figures
+bench: setup  # run every benchmark under bench/ and print their figures (tracking needs wrk)
 	$(BIN)/python -m bench.warehouse
+	$(BIN)/python -m bench.eventlog
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench.tracking
 
 clean:  # remove the virtualenv and local state (.rastro: all embedded data!)
 	rm -rf $(VENV) .rastro .mypy_cache .ruff_cache .pytest_cache
