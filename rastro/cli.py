@@ -73,6 +73,13 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.run import run_ingest
+
+    run_ingest(settings)
+    return 0
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from rastro.supervisor import up
 
@@ -119,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, help="port (default RASTRO_API_PORT, 8000)")
     api.add_argument("--workers", type=int, help="worker processes (default RASTRO_API_WORKERS)")
     api.set_defaults(run=_api)
+
+    ingest = commands.add_parser(
+        "ingest", help="stream the event log into the warehouse (Bytewax), until Ctrl-C"
+    )
+    ingest.set_defaults(run=_ingest)
 
     up = commands.add_parser(
         "up", help="run the platform: warehouse, migrations and every service, until Ctrl-C"

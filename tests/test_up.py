@@ -64,7 +64,7 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in printed
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the warehouse runs as a child of the supervisor"
-        assert _query(port, "SELECT count() FROM rastro.schema_migrations").strip() == "2"
+        assert _query(port, "SELECT count() FROM rastro.schema_migrations").strip() == "3"
         assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
         assert (tmp_path / "state" / "warehouse").is_dir()
         assert f"http://127.0.0.1:{api_port}/docs" in printed
@@ -155,7 +155,7 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         printed = _wait_for("Rastro is running", log, process, timeout=90)
         assert "warehouse: server at" in printed
         children = psutil.Process(process.pid).children()
-        assert [" ".join(child.cmdline()[-1:]) for child in children] == ["api"]
+        assert sorted(child.cmdline()[-1] for child in children) == ["api", "ingest"]
         assert not (tmp_path / "state" / "warehouse").exists()
         assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
         process.send_signal(signal.SIGTERM)

@@ -483,7 +483,9 @@ CLICKS = Table(
         ),
         Column("browser", "LowCardinality(String)", "Browser family parsed from the user agent"),
         Column("os", "LowCardinality(String)", "Operating system parsed from the user agent"),
-        Column("device_type", "LowCardinality(String)", "desktop | mobile | tablet | bot | other"),
+        Column(
+            "device_type", "LowCardinality(String)", "desktop | mobile | tablet | bot | unknown"
+        ),
         Column(
             "ip_network",
             "String",

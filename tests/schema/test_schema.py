@@ -88,7 +88,11 @@ def test_comments_are_escaped() -> None:
 def test_migration_numbers_are_unique_and_contiguous_from_one() -> None:
     numbers = [migration.number for migration in discover()]
     assert numbers == list(range(1, len(numbers) + 1))
-    assert [m.id for m in discover()] == ["0001_config_tables", "0002_landing_tables"]
+    assert [m.id for m in discover()] == [
+        "0001_config_tables",
+        "0002_landing_tables",
+        "0003_ingest_views",
+    ]
 
 
 @pytest.mark.parametrize("numbers", [[1, 1, 2], [1, 3], [2, 3], [2, 1]])
@@ -129,7 +133,7 @@ def test_a_later_column_leaves_the_creating_migration_unchanged() -> None:
 
 
 def test_checksum_changes_when_a_migration_is_edited() -> None:
-    [config, _landing] = all_migrations()
+    [config, _landing, _views] = all_migrations()
     edited_table = replace(tables.TENANTS, comment="One row per tenant, edited")
     edited = replace(config, operations=(CreateTable(edited_table), *config.operations[1:]))
     assert edited.checksum != config.checksum
@@ -236,7 +240,7 @@ def new_database(admin: Any) -> Iterator[str]:
 def live_tables(client: Any, database: str) -> dict[str, tuple[str, str, str]]:
     rows = client.query(
         "SELECT name, engine, sorting_key, partition_key FROM system.tables "
-        "WHERE database = {db:String}",
+        "WHERE database = {db:String} AND engine != 'View'",
         parameters={"db": database},
     ).result_rows
     return {name: (engine, sorting, partition) for name, engine, sorting, partition in rows}
@@ -297,28 +301,28 @@ def test_an_edited_recorded_checksum_is_refused(admin: Any, new_database: str) -
 
 
 def test_an_edited_migration_is_refused_before_anything_runs(admin: Any, new_database: str) -> None:
-    [config, landing] = all_migrations()
+    [config, landing, views] = all_migrations()
     migrate(admin, new_database, [config])
     edited_table = replace(tables.TENANTS, comment="One row per tenant, edited after the fact")
     edited = replace(config, operations=(CreateTable(edited_table), *config.operations[1:]))
     with pytest.raises(MigrationError, match="must not be edited"):
-        migrate(admin, new_database, [edited, landing])
+        migrate(admin, new_database, [edited, landing, views])
     assert "clicks" not in live_tables(admin, new_database)
 
 
 def test_a_migration_the_code_does_not_know_is_refused(admin: Any, new_database: str) -> None:
-    [config, _landing] = all_migrations()
+    [config, _landing, _views] = all_migrations()
     migrate(admin, new_database)
     with pytest.raises(MigrationError, match="newer Rastro"):
         migrate(admin, new_database, [config])
 
 
 def test_a_crash_before_recording_is_repaired(admin: Any, new_database: str) -> None:
-    [config, landing] = all_migrations()
+    [config, landing, views] = all_migrations()
     admin.command(f"CREATE DATABASE {new_database}")
     for statement in config.statements(new_database):  # applied, then "crashed"
         admin.command(statement)
-    assert migrate(admin, new_database) == [config.id, landing.id]
+    assert migrate(admin, new_database) == [config.id, landing.id, views.id]
 
 
 def test_a_later_migration_adds_columns(admin: Any, new_database: str) -> None:

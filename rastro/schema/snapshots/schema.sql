@@ -166,7 +166,7 @@ CREATE TABLE IF NOT EXISTS rastro.clicks
     user_agent String COMMENT 'User-Agent header (personal data: cleared after the TTL)' TTL toDateTime(ts) + INTERVAL 13 MONTH,
     browser LowCardinality(String) COMMENT 'Browser family parsed from the user agent',
     os LowCardinality(String) COMMENT 'Operating system parsed from the user agent',
-    device_type LowCardinality(String) COMMENT 'desktop | mobile | tablet | bot | other',
+    device_type LowCardinality(String) COMMENT 'desktop | mobile | tablet | bot | unknown',
     ip_network String COMMENT 'Truncated client network (IPv4 /24, IPv6 /48), never the full address (personal data: cleared after the TTL)' TTL toDateTime(ts) + INTERVAL 13 MONTH,
     ip_hash String COMMENT 'Hex HMAC of the full IP with a tenant-scoped salt (personal data: cleared after the TTL)' TTL toDateTime(ts) + INTERVAL 13 MONTH,
     country LowCardinality(String) COMMENT 'ISO 3166-1 alpha-2 country from the IP',
@@ -312,3 +312,25 @@ ORDER BY (tenant_id, toDate(received_at), source)
 TTL toDateTime(received_at) + INTERVAL 30 DAY
 SETTINGS ttl_only_drop_parts = 1
 COMMENT 'One row per rejected event payload, kept raw for inspection and replay';
+
+-- 0003_ingest_views
+CREATE VIEW IF NOT EXISTS rastro.clicks_dedup AS
+SELECT * FROM rastro.clicks FINAL;
+
+CREATE VIEW IF NOT EXISTS rastro.page_events_dedup AS
+SELECT * FROM rastro.page_events FINAL;
+
+CREATE VIEW IF NOT EXISTS rastro.conversions_dedup AS
+SELECT * FROM rastro.conversions FINAL;
+
+CREATE VIEW IF NOT EXISTS rastro.order_updates_dedup AS
+SELECT * FROM rastro.order_updates FINAL;
+
+CREATE VIEW IF NOT EXISTS rastro.identity_links_dedup AS
+SELECT * FROM rastro.identity_links FINAL;
+
+CREATE VIEW IF NOT EXISTS rastro.dead_letters_dedup AS
+SELECT * FROM rastro.dead_letters WHERE source != 'eventlog'
+UNION ALL
+SELECT * FROM rastro.dead_letters WHERE source = 'eventlog'
+LIMIT 1 BY log_partition, log_offset;
