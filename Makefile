@@ -42,6 +42,7 @@ format: setup  # apply ruff's fixes and formatting
 bench: setup  # run every benchmark under bench/ and print their figures (tracking needs wrk)
 	$(BIN)/python -m bench.warehouse
 	$(BIN)/python -m bench.eventlog
+	$(BIN)/python -m bench.ingest
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.tracking
 

@@ -14,9 +14,7 @@ step costs ~7 µs per item in Bytewax (docs/ingest.md).
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from bytewax.outputs import Sink
 from pydantic import ValidationError
 
 from ingest.enrich import enrich_batch
+from ingest.metrics import IngestMetrics, get_metrics
 from ingest.rows import Row, TableRows, dead_letter_row, event_row
 from ingest.settings import IngestSettings
 from ingest.sink import SINK_KEY, SinkItem
@@ -54,44 +53,6 @@ class Validated:
     dead_letters: list[Row] = field(default_factory=list)
 
 
-@dataclass
-class Metrics:
-    """Counters logged as one JSON line every `interval_s` (and by `flush_log`)."""
-
-    interval_s: float = METRICS_INTERVAL_S
-    batches: int = 0
-    events_in: int = 0
-    events_out: int = 0
-    dead_letters: int = 0
-    max_batch: int = 0
-    last_log: float = field(default_factory=time.monotonic)
-
-    def count(self, records: int, good: int, dead: int) -> None:
-        self.batches += 1
-        self.events_in += records
-        self.events_out += good
-        self.dead_letters += dead
-        self.max_batch = max(self.max_batch, records)
-        if time.monotonic() - self.last_log >= self.interval_s:
-            self.flush_log()
-
-    def flush_log(self) -> None:
-        self.last_log = time.monotonic()
-        log.info(
-            json.dumps(
-                {
-                    "event": "ingest_metrics",
-                    "batches": self.batches,
-                    "events_in": self.events_in,
-                    "events_out": self.events_out,
-                    "dead_letters": self.dead_letters,
-                    "max_batch": self.max_batch,
-                    "mean_batch": round(self.events_in / self.batches, 1) if self.batches else 0,
-                }
-            )
-        )
-
-
 def _reason(exc: ValidationError) -> str:
     errors = [
         f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
@@ -100,7 +61,7 @@ def _reason(exc: ValidationError) -> str:
     return ("; ".join(errors) or str(exc))[:REASON_LIMIT]
 
 
-def validate_batch(batch: LogBatch, metrics: Metrics | None = None) -> Validated:
+def validate_batch(batch: LogBatch, metrics: IngestMetrics | None = None) -> Validated:
     """Decode each record; invalid JSON, contract violations and corrupt bytes become dead
     letters with the raw payload, the reason, the partition and the offset."""
     out = Validated()
@@ -122,7 +83,8 @@ def validate_batch(batch: LogBatch, metrics: Metrics | None = None) -> Validated
             continue
         out.events.append((event, item.partition, item.offset))
     if metrics is not None:
-        metrics.count(len(batch), len(out.events), len(out.dead_letters))
+        metrics.count_batch(len(batch), len(out.events), len(out.dead_letters))
+        metrics.maybe_log()
     return out
 
 
@@ -167,7 +129,7 @@ def build_flow(
     """The dataflow from `source` (items: lists of log records) to `sink` (items:
     `("warehouse", {table: rows})`). Tests may pass `enricher=None` to skip enrichment."""
     del settings  # the batching knobs live in the source and sink; kept for a stable signature
-    metrics = Metrics()
+    metrics = get_metrics()
 
     flow = Dataflow("rastro_ingest")
     batches = op.input("read_event_log", flow, source)

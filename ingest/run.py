@@ -20,6 +20,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from ingest.flow import build_flow
+from ingest.metrics import get_metrics
 from ingest.settings import IngestSettings
 from ingest.sink import ClickHouseSink
 from ingest.source import EventLogSource
@@ -88,10 +89,15 @@ def run_ingest(settings: Settings, ingest: IngestSettings | None = None) -> None
     """Run the ingest job until interrupted (or, with `stop_at_end`, until the log is read).
     The flow ends when a new log partition appears; it is then run again, resuming from the
     recovery snapshot, with the new partition."""
-    ingest = ingest or IngestSettings()
+    ingest = ingest or IngestSettings(metrics_port=settings.ingest_metrics_port)
     if not ingest.stop_at_end:
         wait_for_partitions(settings)
     recovery = ensure_recovery_dir(recovery_dir(settings))
+    # Outside the loop: the flow restarts when a log partition appears; the port stays.
+    metrics = get_metrics()
+    metrics.log_interval_s = ingest.metrics_log_interval_s
+    if ingest.metrics_port is not None:
+        metrics.serve(ingest.metrics_port)
     while True:
         partitions = LogReader(settings.event_log_dir).partitions()
         log.info("ingest starting on partitions %s", ", ".join(partitions))

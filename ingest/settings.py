@@ -16,3 +16,5 @@ class IngestSettings:
     snapshot_interval_s: float = 1.0  # Bytewax epoch: recovery snapshot (and a flush) each
     rescan_interval_s: float = 5.0  # look for new log partitions (API workers) this often
     stop_at_end: bool = False  # bounded run: stop once every partition is read to its end
+    metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1:<port>; None: log only
+    metrics_log_interval_s: float = 10.0  # an `ingest_metrics` JSON line this often

@@ -19,6 +19,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from ingest.metrics import get_metrics
 from ingest.rows import TableRows, to_arrow
 
 log = logging.getLogger("rastro.ingest")
@@ -79,13 +80,15 @@ class _ClickHousePartition(StatefulSinkPartition[TableRows, None]):
             chunk = rows[start : start + self._flush_rows]
             began = time.perf_counter()
             self._client.insert_arrow(table, to_arrow(table, chunk))
+            elapsed = time.perf_counter() - began
+            get_metrics().observe_insert(table, len(chunk), elapsed)
             log.info(
                 json.dumps(
                     {
                         "event": "ingest_insert",
                         "table": table,
                         "rows": len(chunk),
-                        "insert_ms": round((time.perf_counter() - began) * 1000, 2),
+                        "insert_ms": round(elapsed * 1000, 2),
                         "buffered_s": None if since is None else round(self._clock() - since, 3),
                     }
                 )

@@ -13,13 +13,15 @@ offset).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from rastro.eventlog import CorruptRecord, LogReader, Offset, Record
+from ingest.metrics import get_metrics, lag_bytes
+from rastro.eventlog import CorruptRecord, EventLogError, LogReader, Offset, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,11 @@ class _LogPartition(StatefulSourcePartition[LogBatch, str]):
         return self._awake
 
     def snapshot(self) -> str:
+        # The offset Bytewax commits: how far behind the log's end it is, once per epoch.
+        with contextlib.suppress(EventLogError):  # the partition vanished: no lag to report
+            get_metrics().set_lag(
+                self._partition, lag_bytes(self._reader, self._partition, self._offset)
+            )
         return self._offset.to_str()
 
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(_DEV_SECRET)
     # Comma-separated proxy addresses whose X-Forwarded-For is believed; empty: none.
     trusted_proxies: str = ""
+    # Prometheus /metrics of the ingest job on 127.0.0.1; unset: metrics only in the logs.
+    ingest_metrics_port: int | None = None
     dagster_port: int = 3000
     log_level: str = "INFO"
 
@@ -59,6 +61,11 @@ class Settings(BaseSettings):
         if value and urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("RASTRO_CLICKHOUSE_URL must be an http:// or https:// URL")
         return value or None
+
+    @field_validator("ingest_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def embedded(self) -> bool:
