@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import Request, urlopen
 
@@ -32,6 +34,27 @@ def _wait_for(text: str, log: Path, process: subprocess.Popen[bytes], timeout: f
     raise AssertionError(f"{text!r} not printed within {timeout} s:\n{log.read_text()}")
 
 
+@contextmanager
+def _rastro_up(
+    tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`rastro up` on tmp_path/state until it prints that it runs; killed if still alive."""
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        yield process, _wait_for("Rastro is running", log, process, timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
 def _query(port: int, sql: str) -> str:
     with urlopen(f"http://127.0.0.1:{port}/?query={sql.replace(' ', '+')}", timeout=10) as r:
         return str(r.read().decode())
@@ -42,7 +65,6 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
     if os.environ.get("CLICKHOUSE_TEST_URL"):
         pytest.skip("starts the embedded warehouse itself")
     port = free_port()
-    log = tmp_path / "up.log"
     api_port = free_port()
     env = {
         **os.environ,
@@ -52,15 +74,7 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         "RASTRO_API_WORKERS": "1",
     }
     env.pop("RASTRO_CLICKHOUSE_URL", None)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        printed = _wait_for("Rastro is running", log, process, timeout=90)
+    with _rastro_up(tmp_path, env) as (process, printed):
         assert f"http://127.0.0.1:{port}" in printed
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the warehouse runs as a child of the supervisor"
@@ -80,27 +94,13 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         assert not any(
             child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children
         )
-    finally:
-        if process.poll() is None:
-            process.kill()
 
     # A second start on the same state: migrations and demo data are not applied twice.
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        printed = _wait_for("Rastro is running", log, process, timeout=90)
+    with _rastro_up(tmp_path, env) as (process, printed):
         assert "migrations applied: none" in printed
         assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 @pytest.mark.slow
@@ -134,7 +134,6 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         endpoint = start_endpoint(tmp_path / "server", users="rastro:pw")
         server_url = f"http://rastro:pw@127.0.0.1:{endpoint.port}"
     database = f"rastro_up_{uuid.uuid4().hex[:8]}"
-    log = tmp_path / "up.log"
     env = {
         **os.environ,
         "RASTRO_CLICKHOUSE_URL": server_url,
@@ -143,26 +142,17 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         "RASTRO_API_PORT": str(free_port()),
         "RASTRO_API_WORKERS": "1",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
     client = client_for(server_url)
     try:
-        printed = _wait_for("Rastro is running", log, process, timeout=90)
-        assert "warehouse: server at" in printed
-        children = psutil.Process(process.pid).children()
-        assert sorted(child.cmdline()[-1] for child in children) == ["api", "ingest"]
-        assert not (tmp_path / "state" / "warehouse").exists()
-        assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
+        with _rastro_up(tmp_path, env) as (process, printed):
+            assert "warehouse: server at" in printed
+            children = psutil.Process(process.pid).children()
+            assert sorted(child.cmdline()[-1] for child in children) == ["api", "ingest"]
+            assert not (tmp_path / "state" / "warehouse").exists()
+            assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
         client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
         client.close()
         if endpoint is not None:
