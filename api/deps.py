@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.state import EdgeState
 from api.store import Principal, TenantConfig
@@ -65,6 +65,12 @@ def _tenant(principal: PrincipalDep, state: StateDep) -> TenantConfig:
 
 
 TenantDep = Annotated[TenantConfig, Depends(_tenant)]
+
+
+class StrictBody(BaseModel):
+    """Request bodies refuse unknown fields: a typo never silently drops data."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorDetail(BaseModel):

@@ -6,9 +6,9 @@ import re
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from api.deps import ERROR_RESPONSES, StateDep, TenantDep, require
+from api.deps import ERROR_RESPONSES, StateDep, StrictBody, TenantDep, require
 from api.store import Affiliate, Campaign, Link, host_allowed
 
 router = APIRouter(
@@ -21,17 +21,13 @@ router = APIRouter(
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AffiliateCreate(_Strict):
+class AffiliateCreate(StrictBody):
     display_name: str = Field(min_length=1, max_length=200)
     segment: str = Field("", max_length=64)
     country: str = Field("", pattern=r"^([A-Z]{2})?$")
 
 
-class CampaignCreate(_Strict):
+class CampaignCreate(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     status: Literal["active", "paused"] = "active"
     destination_domains: list[str] = Field(
@@ -57,7 +53,7 @@ class CampaignCreate(_Strict):
         return cleaned
 
 
-class LinkCreate(_Strict):
+class LinkCreate(StrictBody):
     affiliate_id: str
     campaign_id: str
     destination_url: str = Field(max_length=4096)

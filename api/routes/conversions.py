@@ -38,7 +38,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from api.deps import ERROR_RESPONSES, ErrorDetail, StateDep, TenantDep, require
+from api.deps import ERROR_RESPONSES, ErrorDetail, StateDep, StrictBody, TenantDep, require
 from api.idempotency import KEY_TTL_S, Entry, Outcome, Transaction
 from api.state import EdgeState
 from api.store import Principal, TenantConfig
@@ -138,11 +138,7 @@ Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_l
 # -- request and response schemas ------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LineItemIn(_Strict):
+class LineItemIn(StrictBody):
     sku: Id
     category: Text = ""
     quantity: int = Field(1, ge=1, le=1_000_000)
@@ -155,7 +151,7 @@ _EMAIL_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
-class ConversionCreate(_Strict):
+class ConversionCreate(StrictBody):
     """An order (`sale`) or a `lead`, as the merchant's server knows it."""
 
     order_id: Id = Field(description="The merchant's order (or lead) id: unique per tenant")
@@ -222,7 +218,7 @@ class ConversionAccepted(BaseModel):
     duplicate: bool = False
 
 
-class OrderUpdateCreate(_Strict):
+class OrderUpdateCreate(StrictBody):
     """A refund (partial or full), cancellation or chargeback of an order."""
 
     order_id: Id
@@ -251,7 +247,7 @@ class OrderUpdateAccepted(BaseModel):
     duplicate: bool = False
 
 
-class PostbackQuery(_Strict):
+class PostbackQuery(StrictBody):
     api_key: str = Field(description="An API key with only the ingest scope (URLs get logged)")
     transaction_id: Id = Field(description="The click id")
     order_id: Id

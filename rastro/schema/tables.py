@@ -22,16 +22,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rastro.warehouse.sql import quote_literal
+
 PERSONAL_DATA_TTL_MONTHS = 13  # privacy policy: raw pseudonymous identifiers, then cleared
 DEAD_LETTER_TTL_DAYS = 30  # privacy policy: raw rejected payloads
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _INDENT = "    "
-
-
-def quote(text: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _personal(column: str) -> str:
@@ -57,7 +54,7 @@ class Column:
         parts = [self.name, self.type]
         if self.default is not None:
             parts.append(f"DEFAULT {self.default}")
-        parts.append(f"COMMENT {quote(self.comment)}")
+        parts.append(f"COMMENT {quote_literal(self.comment)}")
         if self.ttl is not None:
             parts.append(f"TTL {self.ttl}")
         return " ".join(parts)
@@ -134,7 +131,7 @@ def render_create(table: Table, database: str, columns: Sequence[Column] | None 
         lines.append(f"TTL {table.ttl}")
     if table.settings:
         lines.append("SETTINGS " + ", ".join(f"{key} = {value}" for key, value in table.settings))
-    lines.append(f"COMMENT {quote(table.comment)}")
+    lines.append(f"COMMENT {quote_literal(table.comment)}")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from rastro.warehouse.errors import (
     SESSION_NOT_FOUND,
     WarehouseError,
 )
-from rastro.warehouse.sql import Statement
+from rastro.warehouse.sql import Statement, quote_identifier, quote_literal
 
 DEFAULT_SESSION_TIMEOUT = 60.0
 _STREAMABLE = frozenset({"SELECT", "WITH", ""})  # "": a statement opening with "("
@@ -154,14 +154,6 @@ def _binary_header_length(data: bytes, strings_per_column: int) -> int:
         size, pos = varint(pos)
         pos += size
     return pos
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def quote_identifier(name: str) -> str:
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 class Engine:
@@ -474,6 +466,3 @@ class Sessions:
         with self._guard:
             for session in list(self._sessions.values()):
                 self._close(session)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
