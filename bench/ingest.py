@@ -4,7 +4,7 @@ freshness of a running flow (write to the log -> queryable in the warehouse), in
 - (a) the flow (`build_flow` with `EventLogSource` and `ClickHouseSink`, one worker, recovery
   on, epoch 1 s, bounded: it stops at the end of the log), log -> ClickHouse, events/s;
 - (b) a plain loop that reads the same log with `LogReader` and calls the flow's own step
-  functions per batch (validate_batch, to_rows, enrich_rows with enrich_batch, the velocity
+  functions per batch (validate_batch, to_frames, enrich_frames with enrich_clicks, the velocity
   counters per tenant) and the sink's partition (`write_batch`, `close`), into a second
   database, events/s; the ratio flow / loop;
 - (c) freshness: the flow running unbounded in a subprocess while this process appends clicks
@@ -40,10 +40,11 @@ if __package__ in (None, ""):  # run as `python bench/ingest.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.warehouse import endpoint_running, machine, percentile, print_table, process_cpu
-from ingest.enrich import enrich_batch
-from ingest.flow import build_flow, enrich_rows, to_rows, validate_batch
+from ingest.enrich import agents as agent_cache
+from ingest.enrich import enrich_clicks
+from ingest.flow import build_flow, enrich_frames, to_frames, validate_batch
+from ingest.frames import Frames
 from ingest.metrics import IngestMetrics
-from ingest.rows import TableRows
 from ingest.run import ensure_recovery_dir
 from ingest.settings import IngestSettings
 from ingest.sink import SINK_KEY, ClickHouseSink
@@ -333,23 +334,22 @@ def run_loop(root: Path, url: str, database: str) -> None:
                 active.remove(partition)
                 continue
             offsets[partition] = records[-1].next_offset
-            rows = enrich_rows(to_rows(validate_batch(list(records), metrics)), enrich_batch)
-            clicks = rows.pop(tables.CLICKS.name, [])
-            out: list[TableRows] = [rows] if rows else []
-            for tenant, batch in _by_tenant(clicks):
+            frames = enrich_frames(to_frames(validate_batch(list(records), metrics)), enrich_clicks)
+            clicks = frames.pop(tables.CLICKS.name, None)
+            out: list[Frames] = [frames] if frames else []
+            for tenant, batch in _by_tenant(clicks) if clicks is not None else []:
                 counter = counters.get(tenant)
                 if counter is None:
                     counter = counters[tenant] = VelocityCounter(DEFAULT_RULES, {})
-                counter.apply(batch)
-                out.append({tables.CLICKS.name: batch})
+                out.append({tables.CLICKS.name: counter.apply(batch)})
             sink.write_batch(out)
     sink.close()
 
 
 def warm_up(agents: list[str]) -> None:
     """Parse every user agent once, so that neither side pays for filling the caches."""
-    rows = [{"user_agent": agent, "referrer": "", "landing_url": ""} for agent in agents]
-    enrich_batch(rows)
+    for agent in agents:
+        agent_cache.get(agent)
 
 
 def timed(run: Callable[[], None], endpoint_pid: int) -> tuple[float, float, float]:

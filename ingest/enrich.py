@@ -1,6 +1,6 @@
 """Click enrichment: what the edge could not afford to compute on the redirect's hot path.
 
-`enrich_batch` fills, per click row (a dict keyed by `rastro.clicks` column names):
+`enrich_clicks` fills, on a frame of click rows (`rastro.clicks` columns):
 - `browser`, `os`, `device_type` from the user agent (ingest.useragents: uap-core rules);
 - `is_bot`, `bot_reason`, `is_preview` from the same classifier the edge uses, plus uap-core's
   spiders. Ingest only ever ADDS a flag: what the edge set (HEAD, preview, empty user agent,
@@ -10,19 +10,20 @@
 - `paid_click_markers`: the paid-traffic click ids found in the landing URL's query (sorted),
   Dub's "paid traffic hijacking" signal (FIELD-NOTES), plus Google's and DoubleClick's others.
 
-All the work is per batch: each distinct user agent and referrer is resolved once per batch
-and looked up in bounded LRU caches across batches, so per-row cost is a few dict operations
-and, only for URLs with a query, one regex scan.
+All the work is per batch and per column: each distinct user agent and referrer is resolved
+once per batch (bounded LRU caches across batches) and joined back; only landing URLs that may
+carry a marker are scanned in Python.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.useragents import AgentCache, AgentInfo
+import polars as pl
+
+from ingest.useragents import AgentCache
 
 PAID_CLICK_MARKERS = (
     "dclid",
@@ -91,51 +92,102 @@ def paid_click_markers(url: str) -> list[str]:
     return sorted(set(found)) if len(found) > 1 else found
 
 
-def enrich_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Enrich click rows in place and return them (same list, same order)."""
-    per_batch_agents: dict[str, AgentInfo] = {}
-    per_batch_hosts: dict[str, str] = {}
-    agent_of = agents.get
-    host_of = hosts.get
-    find_markers = _MARKER.findall
-    for row in rows:
-        user_agent = row.get("user_agent") or ""
-        info = per_batch_agents.get(user_agent)
-        if info is None:
-            info = per_batch_agents[user_agent] = agent_of(user_agent)
-        row["browser"] = info.browser
-        row["os"] = info.os
-        row["device_type"] = info.device_type
-        if row.get("is_bot"):  # the edge's verdict and reason stand
-            if not row.get("bot_reason"):
-                row["bot_reason"] = info.bot_reason or "edge"
-        elif info.is_bot:
-            row["is_bot"], row["bot_reason"] = True, info.bot_reason
-        elif row.get("is_head"):  # link checkers: a HEAD is never a person's click
-            row["is_bot"], row["bot_reason"] = True, "head_request"
-        elif row.get("is_preview"):
-            row["is_bot"], row["bot_reason"] = True, "preview"
-        else:
-            row["is_bot"], row["bot_reason"] = False, ""
-        row["is_preview"] = info.is_preview or bool(row.get("is_preview"))
-        row["is_head"] = bool(row.get("is_head"))
+_AGENT_COLUMNS = ("browser", "os", "device_type", "_ua_bot", "_ua_preview", "_ua_reason")
+_AGENT_SCHEMA = {
+    "user_agent": pl.String,
+    "browser": pl.String,
+    "os": pl.String,
+    "device_type": pl.String,
+    "_ua_bot": pl.Boolean,
+    "_ua_preview": pl.Boolean,
+    "_ua_reason": pl.String,
+}
+# A pre-filter in polars' regex dialect (no lookahead): every URL `paid_click_markers` finds
+# a marker in matches it; only those go through the exact Python scan.
+_MAYBE_MARKED = "[?&;](?:" + "|".join(PAID_CLICK_MARKERS) + ")"
 
-        referrer = row.get("referrer") or ""
-        if referrer:
-            host = per_batch_hosts.get(referrer)
-            if host is None:
-                host = per_batch_hosts[referrer] = host_of(referrer)
-            row["referrer_host"] = host
-        else:
-            row["referrer_host"] = ""
 
-        # The landing URL (the tag's report) or else where the redirect sent the visitor.
-        landing = row.get("landing_url") or row.get("destination_url") or ""
-        query_at = landing.find("?")
-        if query_at < 0:
-            row["paid_click_markers"] = []
-            continue
-        fragment_at = landing.find("#", query_at)
-        found = find_markers(landing, query_at, len(landing) if fragment_at < 0 else fragment_at)
-        row["paid_click_markers"] = sorted(set(found)) if len(found) > 1 else found
-    return rows
+def _agent_table(user_agents: pl.Series) -> pl.DataFrame:
+    """One row per distinct user agent of the batch, with what it says (cached across batches)."""
+    distinct = user_agents.unique().to_list()
+    infos = [agents.get(agent) for agent in distinct]
+    return pl.DataFrame(
+        {
+            "user_agent": distinct,
+            "browser": [info.browser for info in infos],
+            "os": [info.os for info in infos],
+            "device_type": [info.device_type for info in infos],
+            "_ua_bot": [info.is_bot for info in infos],
+            "_ua_preview": [info.is_preview for info in infos],
+            "_ua_reason": [info.bot_reason for info in infos],
+        },
+        schema=_AGENT_SCHEMA,
+    )
+
+
+def _host_table(referrers: pl.Series) -> pl.DataFrame:
+    distinct = referrers.unique().to_list()
+    return pl.DataFrame(
+        {"referrer": distinct, "referrer_host": [hosts.get(r) for r in distinct]},
+        schema={"referrer": pl.String, "referrer_host": pl.String},
+    )
+
+
+def _markers(landing: pl.Series) -> pl.Series:
+    """`paid_click_markers` of each URL; only the few URLs the pre-filter lets through are
+    scanned in Python, the others get [] without leaving polars."""
+    maybe = landing.str.contains(_MAYBE_MARKED).arg_true()
+    found = pl.DataFrame(
+        {
+            "index": maybe,
+            "found": [paid_click_markers(url) for url in landing.gather(maybe).to_list()],
+        },
+        schema={"index": maybe.dtype, "found": pl.List(pl.String)},
+    )
+    return (
+        pl.DataFrame({"index": pl.arange(0, len(landing), dtype=maybe.dtype, eager=True)})
+        .join(found, on="index", how="left", maintain_order="left")
+        .select(pl.col("found").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        .to_series()
+        .alias("paid_click_markers")
+    )
+
+
+def enrich_clicks(clicks: pl.DataFrame) -> pl.DataFrame:
+    """The click frame with `browser`, `os`, `device_type`, `is_bot`, `bot_reason`,
+    `is_preview`, `is_head`, `referrer_host` and `paid_click_markers` filled (same rows, same
+    order). Each distinct user agent and referrer is resolved once (and cached across
+    batches); the rest is column arithmetic."""
+    if clicks.is_empty():
+        return clicks
+    edge_bot, edge_reason = pl.col("is_bot"), pl.col("bot_reason")
+    ua_bot, ua_reason = pl.col("_ua_bot"), pl.col("_ua_reason")
+    landing = pl.when(pl.col("landing_url") != "").then("landing_url").otherwise("destination_url")
+    enriched = (
+        clicks.drop([c for c in (*_AGENT_COLUMNS, "referrer_host") if c in clicks.columns])
+        .join(
+            _agent_table(clicks["user_agent"]), on="user_agent", how="left", maintain_order="left"
+        )
+        .join(_host_table(clicks["referrer"]), on="referrer", how="left", maintain_order="left")
+        .with_columns(
+            # The edge's verdict and reason stand; ingest only adds: the user agent's verdict,
+            # then a HEAD (link checkers: never a person's click), then a preview fetch.
+            is_bot=edge_bot | ua_bot | pl.col("is_head") | pl.col("is_preview"),
+            bot_reason=pl.when(edge_bot & (edge_reason != ""))
+            .then(edge_reason)
+            .when(edge_bot)
+            .then(pl.when(ua_reason != "").then(ua_reason).otherwise(pl.lit("edge")))
+            .when(ua_bot)
+            .then(ua_reason)
+            .when(pl.col("is_head"))
+            .then(pl.lit("head_request"))
+            .when(pl.col("is_preview"))
+            .then(pl.lit("preview"))
+            .otherwise(pl.lit("")),
+            is_preview=pl.col("_ua_preview") | pl.col("is_preview"),
+        )
+        .with_columns(_markers(clicks.select(landing.alias("landing"))["landing"]))
+        .drop("_ua_bot", "_ua_preview", "_ua_reason")
+    )
+    added = [column for column in enriched.columns if column not in clicks.columns]
+    return enriched.select(*clicks.columns, *added)

@@ -1,12 +1,19 @@
 """`ClickHouseSink`: micro-batched Arrow inserts into the landing tables.
 
-Rows are buffered per table and inserted with clickhouse-connect's `insert_arrow` (one
-pyarrow Table per table, built column by column) when a table's buffer reaches `flush_rows`
-rows, when its oldest row has waited `flush_interval_s`, and at every Bytewax snapshot
-(epoch end). Flushing in `snapshot()` is what makes recovery lose nothing: Bytewax commits an
-epoch's source offsets only after every operator's snapshot for it, so no row whose offset is
-committed is still only in memory. A crash may re-insert rows already inserted (at least
-once); the tables collapse them by event_id (docs/ingest.md).
+Frames are buffered per table and inserted with clickhouse-connect's `insert_arrow` (the
+frames of a table concatenated, as Arrow with the table's column types) when a table's buffer
+reaches `flush_rows` rows, when its oldest row has waited `flush_interval_s`, and at every
+Bytewax snapshot (epoch end).
+
+Inserts run on one background thread, one at a time, with at most one waiting behind the
+one in flight: while the warehouse writes a batch (in another process, on another core), the
+flow decodes the next one. A failed insert is raised on the flow's thread at the next flush
+or snapshot, and the flow stops.
+
+Flushing and waiting for every insert in `snapshot()` is what makes recovery lose nothing:
+Bytewax commits an epoch's source offsets only after every operator's snapshot for it, so no
+row whose offset is committed is still only in memory. A crash may re-insert rows already
+inserted (at least once); the tables collapse them by event_id (docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -15,20 +22,23 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import polars as pl
+import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from ingest.frames import Frames, to_arrow
 from ingest.metrics import get_metrics
-from ingest.rows import TableRows, to_arrow
 
 log = logging.getLogger("rastro.ingest")
 
-SinkItem = tuple[str, TableRows]
+SinkItem = tuple[str, Frames]
 SINK_KEY = "warehouse"  # one sink partition: the flow keys every item with it
 
 
-class _ClickHousePartition(StatefulSinkPartition[TableRows, None]):
+class _ClickHousePartition(StatefulSinkPartition[Frames, None]):
     def __init__(
         self,
         client: Any,
@@ -41,62 +51,83 @@ class _ClickHousePartition(StatefulSinkPartition[TableRows, None]):
         self._flush_rows = flush_rows
         self._flush_interval_s = flush_interval_s
         self._clock = clock
-        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._buffers: dict[str, list[pl.DataFrame]] = {}
+        self._rows: dict[str, int] = {}
         self._since: dict[str, float] = {}  # table -> when its oldest buffered row came
+        self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rastro-insert")
+        self._pending: Future[None] | None = None
 
-    def write_batch(self, values: list[TableRows]) -> None:
+    def write_batch(self, values: list[Frames]) -> None:
         now = self._clock()
         for batch in values:
-            for table, rows in batch.items():
-                if rows:
-                    self._buffers.setdefault(table, []).extend(rows)
+            for table, frame in batch.items():
+                if len(frame):
+                    self._buffers.setdefault(table, []).append(frame)
+                    self._rows[table] = self._rows.get(table, 0) + len(frame)
                     self._since.setdefault(table, now)
         for table in list(self._buffers):
             if (
-                len(self._buffers[table]) >= self._flush_rows
+                self._rows[table] >= self._flush_rows
                 or now - self._since[table] >= self._flush_interval_s
             ):
                 self._flush(table)
 
     def snapshot(self) -> None:
         self.flush()
+        self.wait()
 
     def close(self) -> None:
-        self.flush()
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            close()
+        try:
+            self.snapshot()
+        finally:
+            self._inserter.shutdown()
+            close = getattr(self._client, "close", None)
+            if close is not None:
+                close()
 
     def flush(self) -> None:
+        """Hand every buffered row to the inserter."""
         for table in list(self._buffers):
             self._flush(table)
 
+    def wait(self) -> None:
+        """Block until the inserts handed over are done; raise the first one's error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def _flush(self, table: str) -> None:
-        rows = self._buffers.pop(table, [])
+        frames = self._buffers.pop(table, [])
+        self._rows.pop(table, None)
         since = self._since.pop(table, None)
-        if not rows:
+        if not frames:
             return
-        for start in range(0, len(rows), self._flush_rows):
-            chunk = rows[start : start + self._flush_rows]
-            began = time.perf_counter()
-            self._client.insert_arrow(table, to_arrow(table, chunk))
-            elapsed = time.perf_counter() - began
-            get_metrics().observe_insert(table, len(chunk), elapsed)
-            log.info(
-                json.dumps(
-                    {
-                        "event": "ingest_insert",
-                        "table": table,
-                        "rows": len(chunk),
-                        "insert_ms": round(elapsed * 1000, 2),
-                        "buffered_s": None if since is None else round(self._clock() - since, 3),
-                    }
-                )
+        frame = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
+        for start in range(0, len(frame), self._flush_rows):
+            arrow = to_arrow(table, frame.slice(start, self._flush_rows))
+            self.wait()  # one insert in flight at a time, in order
+            self._pending = self._inserter.submit(self._insert, table, arrow, since)
+
+    def _insert(self, table: str, arrow: pa.Table, since: float | None) -> None:
+        began = time.perf_counter()
+        self._client.insert_arrow(table, arrow)
+        elapsed = time.perf_counter() - began
+        get_metrics().observe_insert(table, arrow.num_rows, elapsed)
+        log.info(
+            json.dumps(
+                {
+                    "event": "ingest_insert",
+                    "table": table,
+                    "rows": arrow.num_rows,
+                    "insert_ms": round(elapsed * 1000, 2),
+                    "buffered_s": None if since is None else round(self._clock() - since, 3),
+                }
             )
+        )
 
 
-class ClickHouseSink(FixedPartitionedSink[TableRows, None]):
-    """Inserts `(SINK_KEY, {table: rows})` items into ClickHouse; at least once, with
+class ClickHouseSink(FixedPartitionedSink[Frames, None]):
+    """Inserts `(SINK_KEY, {table: frame})` items into ClickHouse; at least once, with
     duplicates collapsed by the tables (module doc). `client_factory` is called once per run
     (on the worker) and must return a clickhouse-connect client (or anything with
     `insert_arrow(table, arrow_table)`) whose current database holds the landing tables."""

@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -38,7 +38,7 @@ from pydantic import (
 from api import visitors
 from api.deps import StateDep
 from api.state import EdgeState
-from rastro.contracts import Click, IdentityLink, PageEvent, encode
+from rastro.contracts import Click, Consent, IdentityLink, PageEvent, encode
 from rastro.ids import uuid7
 
 router = APIRouter(tags=["tracking"])
@@ -423,7 +423,7 @@ def _event_time(ts: int | None, sent_at: int | None, received_at: int) -> int:
     return received_at - min(max(age, 0), MAX_EVENT_AGE_MS)
 
 
-def _consent(event_consent: str, policy: str, objection: bool) -> tuple[str, bool]:
+def _consent(event_consent: Consent, policy: str, objection: bool) -> tuple[Consent, bool]:
     """The consent to record and whether the visitor id may be kept: the tag's own rules
     (docs/tracking.md, "Consent and cookies"), enforced again here."""
     if event_consent == "unknown" and policy == "opt_out" and objection:
@@ -431,6 +431,14 @@ def _consent(event_consent: str, policy: str, objection: bool) -> tuple[str, boo
     if event_consent != "unknown":
         return event_consent, event_consent == "granted"
     return "unknown", policy == "none" or policy == "opt_out"
+
+
+class _Common(TypedDict):
+    """What every record of one tag event shares."""
+
+    tenant_id: str
+    ts: int
+    received_at: int
 
 
 def _records(
@@ -458,7 +466,7 @@ def _records(
         customer_id = event.customer_id
         if event.email_sha256:
             email_hash = state.pseudonym(tenant_id, "email", event.email_sha256)
-    common = {"tenant_id": tenant_id, "ts": ts, "received_at": visit.received_at}
+    common = _Common(tenant_id=tenant_id, ts=ts, received_at=visit.received_at)
     records: list[bytes] = [
         encode(
             PageEvent(
@@ -517,7 +525,7 @@ def _landing_click(
     settings: TagSettings,
     event: PageView,
     visit: _Visit,
-    common: dict[str, Any],
+    common: _Common,
 ) -> list[bytes]:
     """The click behind `?via=CODE`: recorded when CODE is an active link of this tenant that
     may send visitors to this page; nothing otherwise (the page view still is)."""

@@ -18,7 +18,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 MAGIC = b"RSTEVLOG"
 VERSION = 1
@@ -132,12 +132,28 @@ class Offset:
         return cls(value >> _POSITION_BITS, value & ((1 << _POSITION_BITS) - 1))
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One record read from a partition. Positions are plain ints, not `Offset`s: a reader
+    makes one of these per event, and two Offset objects each would cost more than the rest
+    of reading the record (docs/event-log.md)."""
+
     partition: str
-    offset: Offset
-    next_offset: Offset
+    segment: int
+    position: int  # where the record starts in its segment
+    end: int  # where the next record starts
     payload: bytes
+
+    @property
+    def offset(self) -> Offset:
+        return Offset(self.segment, self.position)
+
+    @property
+    def next_offset(self) -> Offset:
+        return Offset(self.segment, self.end)
+
+    def offset_int(self) -> int:
+        """`offset.to_int()` without building the Offset (the warehouse's `log_offset`)."""
+        return self.segment << _POSITION_BITS | self.position
 
 
 def partition_name(number: int) -> str:

@@ -258,14 +258,12 @@ class LogReader:
                 if end > base + len(buf):
                     want = max(_READ_CHUNK, end - position)
                     buf, base = os.pread(fd, min(want, size - position), position), position
-                view = memoryview(buf)[position - base + RECORD_HEADER_SIZE : end - base]
-                if zlib.crc32(view) != crc:
+                payload = buf[position - base + RECORD_HEADER_SIZE : end - base]
+                if zlib.crc32(payload) != crc:
                     out.stop, out.reason = "defect", "checksum mismatch"
                     out.partial = end == size  # the last bytes of the file: maybe in flight
                     return out
-                out.records.append(
-                    Record(partition, Offset(seq, position), Offset(seq, end), bytes(view))
-                )
+                out.records.append(Record(partition, seq, position, end, payload))
                 budget -= length
                 count += 1
                 position = out.position = end

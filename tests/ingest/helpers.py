@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
+from ingest.enrich import enrich_clicks
 from rastro.contracts import (
     Click,
     Conversion,
@@ -13,7 +16,7 @@ from rastro.contracts import (
     PageEvent,
     encode,
 )
-from rastro.eventlog import Offset, Record
+from rastro.eventlog import Record
 
 TS = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
 TENANT = "t-1"
@@ -109,4 +112,24 @@ def mixed(n: int) -> list[Any]:
 
 def record(payload: bytes | Any, position: int, partition: str = "p-0001") -> Record:
     data = payload if isinstance(payload, bytes) else encode(payload)
-    return Record(partition, Offset(0, position), Offset(0, position + 1), data)
+    return Record(partition, 0, position, position + 1, data)
+
+
+# What the edge sets on a click that enrichment reads (the other columns ride along).
+EDGE_CLICK_DEFAULTS: dict[str, Any] = {
+    "tenant_id": TENANT,
+    "user_agent": "",
+    "referrer": "",
+    "landing_url": "",
+    "destination_url": "",
+    "is_bot": False,
+    "bot_reason": "",
+    "is_head": False,
+    "is_preview": False,
+}
+
+
+def enrich_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`enrich_clicks` on click rows given as dicts (missing edge columns defaulted)."""
+    frame = pl.DataFrame([{**EDGE_CLICK_DEFAULTS, **row} for row in rows])
+    return enrich_clicks(frame).to_dicts()

@@ -1,15 +1,17 @@
 """ingest.enrich: user-agent parsing, bot flags (added, never cleared), referrer host and
-paid-traffic markers on click rows."""
+paid-traffic markers on click frames (given here as rows)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 
 from ingest import enrich
-from ingest.enrich import PAID_CLICK_MARKERS, enrich_batch, paid_click_markers, referrer_host
+from ingest.enrich import PAID_CLICK_MARKERS, enrich_clicks, paid_click_markers, referrer_host
 from ingest.useragents import AgentCache, parse_agent
+from tests.ingest.helpers import enrich_rows as enrich_batch
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -197,12 +199,21 @@ def test_marker_list_is_the_documented_one() -> None:
     )
 
 
-def test_enriches_in_place_and_keeps_order() -> None:
-    rows = [click(user_agent=ua) for ua in (GOOGLEBOT, CHROME_WINDOWS, SAFARI_IPHONE)]
+def test_keeps_the_rows_their_order_and_the_other_columns() -> None:
+    agents = (GOOGLEBOT, CHROME_WINDOWS, SAFARI_IPHONE, CHROME_WINDOWS, GOOGLEBOT)
+    rows = [click(user_agent=ua, event_id=f"e{i}") for i, ua in enumerate(agents)]
     out = enrich_batch(rows)
-    assert out is rows
-    assert [r["browser"] for r in out] == ["Googlebot", "Chrome", "Mobile Safari"]
-    assert enrich_batch([]) == []
+    assert [r["event_id"] for r in out] == [f"e{i}" for i in range(5)]
+    assert [r["browser"] for r in out] == [
+        "Googlebot",
+        "Chrome",
+        "Mobile Safari",
+        "Chrome",
+        "Googlebot",
+    ]
+    assert all(out[i]["ts"] == rows[i]["ts"] for i in range(5))  # other columns ride along
+    empty = pl.DataFrame(schema={"user_agent": pl.String})
+    assert enrich_clicks(empty).is_empty()
 
 
 def test_user_agents_are_parsed_once_and_cached() -> None:

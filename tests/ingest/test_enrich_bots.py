@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.enrich import enrich_batch
 from ingest.useragents import is_uap_spider
+from tests.ingest.helpers import enrich_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -19,9 +19,7 @@ def agents(name: str) -> list[str]:
 
 
 def flagged(user_agents: list[str]) -> list[str]:
-    rows = enrich_batch(
-        [{"user_agent": ua, "referrer": "", "landing_url": ""} for ua in user_agents]
-    )
+    rows = enrich_rows([{"user_agent": ua} for ua in user_agents])
     return [row["user_agent"] for row in rows if row["is_bot"]]
 
 
@@ -52,7 +50,7 @@ def test_detection_and_false_positive_rates() -> None:
 
 
 def test_bots_get_the_bot_device_type_and_a_reason() -> None:
-    rows = enrich_batch([{"user_agent": ua} for ua in agents("crawlerdetect_crawlers.txt")[:200]])
+    rows = enrich_rows([{"user_agent": ua} for ua in agents("crawlerdetect_crawlers.txt")[:200]])
     bots = [row for row in rows if row["is_bot"]]
     assert bots
     assert all(row["device_type"] == "bot" for row in bots)

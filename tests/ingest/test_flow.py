@@ -1,4 +1,4 @@
-"""The dataflow with TestingSource/TestingSink: validation, dead letters, to-rows, enrich."""
+"""The dataflow with TestingSource/TestingSink: validation, dead letters, to-frames, enrich."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from ingest.flow import build_flow
-from ingest.rows import COLUMNS, event_row, from_millis, to_arrow
+from ingest.frames import COLUMNS, Frames, events_frame, frame_of_rows, from_millis, to_arrow
 from ingest.sink import SINK_KEY
 from ingest.source import Corrupt
 from ingest.velocity import VelocityRules
@@ -22,14 +23,20 @@ from tests.ingest import helpers as h
 def run(batches: list[list[Any]], enricher: Any = None) -> dict[str, list[dict[str, Any]]]:
     """Every row the flow sent to the sink, by table, in order (the flow may split a batch's
     tables across sink items: clicks go through the velocity windows on their own)."""
-    out: list[tuple[str, dict[str, list[dict[str, Any]]]]] = []
+    out: list[tuple[str, Frames]] = []
     run_main(build_flow(TestingSource(batches), TestingSink(out), enricher=enricher))  # type: ignore[no-untyped-call]
     assert all(key == SINK_KEY for key, _ in out)
     merged: dict[str, list[dict[str, Any]]] = {}
-    for _, rows in out:
-        for table, table_rows in rows.items():
-            merged.setdefault(table, []).extend(table_rows)
+    for _, frames in out:
+        for table, frame in frames.items():
+            merged.setdefault(table, []).extend(frame.to_dicts())
     return merged
+
+
+def event_row(event: Any, partition: int, offset: Offset) -> tuple[str, dict[str, Any]]:
+    frame = events_frame(type(event), [event], [partition], [offset.to_int()])
+    [row] = frame.to_dicts()
+    return next(t for t, columns in COLUMNS.items() if columns == tuple(frame.columns)), row
 
 
 def test_bad_records_become_dead_letters_and_the_flow_goes_on() -> None:
@@ -58,7 +65,7 @@ def test_bad_records_become_dead_letters_and_the_flow_goes_on() -> None:
     for table, table_rows in merged.items():
         for row in table_rows:
             assert tuple(row) == COLUMNS[table] or set(row) == set(COLUMNS[table])
-    to_arrow("dead_letters", dead)  # the types fit
+    to_arrow("dead_letters", frame_of_rows("dead_letters", dead))  # the types fit
 
 
 def test_an_empty_or_all_bad_batch_does_not_stop_the_flow() -> None:
@@ -70,24 +77,24 @@ def test_an_empty_or_all_bad_batch_does_not_stop_the_flow() -> None:
 @pytest.mark.parametrize("maker", h.MAKERS)
 def test_each_event_maps_to_its_table_row(maker: Any) -> None:
     event = maker(7)
-    table, row = event_row(event, "p-0003", Offset(2, 96))
+    table, row = event_row(event, 3, Offset(2, 96))
     assert set(row) == set(COLUMNS[table])
     assert row["event_id"] == event.event_id
     assert row["ts"] == datetime(2026, 1, 1, 0, 0, 0, 130_000, tzinfo=UTC)
     assert row["received_at"] >= row["ts"]
     assert row["log_partition"] == 3
     assert row["log_offset"] == (2 << 32) | 96
-    arrow = to_arrow(table, [row, row])
+    arrow = to_arrow(table, frame_of_rows(table, [row, row]))
     assert arrow.num_rows == 2 and arrow.column_names == list(COLUMNS[table])
 
 
 def test_the_mapping_details() -> None:
-    _, page = event_row(h.page_event(), "p-0000", Offset(0, 16))
+    _, page = event_row(h.page_event(), 0, Offset(0, 16))
     assert page["type"] == "identify" and json.loads(page["properties"]) == {"plan": "pro", "n": 3}
-    _, conv = event_row(h.conversion(), "p-0000", Offset(0, 16))
-    assert conv["line_items"] == [("sku-1", "", "shoes", 2, 12_345)]
+    _, conv = event_row(h.conversion(), 0, Offset(0, 16))
     assert conv["affiliate_id"] == "" and conv["coupon_codes"] == ["ANA10"]
-    items = to_arrow("conversions", [conv]).column("line_items").to_pylist()
+    items = to_arrow("conversions", frame_of_rows("conversions", [conv]))
+    items = items.column("line_items").to_pylist()
     assert items == [
         [
             {
@@ -99,17 +106,18 @@ def test_the_mapping_details() -> None:
             }
         ]
     ]
-    _, clk = event_row(h.click(), "p-0000", Offset(0, 16))
+    _, clk = event_row(h.click(), 0, Offset(0, 16))
     assert clk["browser"] == "" and clk["velocity_flags"] == [] and clk["is_bot"] is False
-    assert to_arrow("clicks", [clk]).column("ts").to_pylist()[0] == clk["ts"]
+    clicks = to_arrow("clicks", frame_of_rows("clicks", [clk]))
+    assert clicks.column("ts").to_pylist()[0] == clk["ts"]
 
 
 def test_enrich_gets_the_click_rows_and_its_result_is_kept() -> None:
     seen: list[list[str]] = []
 
-    def enrich(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        seen.append([row["event_id"] for row in rows])
-        return [{**row, "browser": "Firefox", "velocity_flags": ["repeat_1h"]} for row in rows]
+    def enrich(clicks: pl.DataFrame) -> pl.DataFrame:
+        seen.append(clicks["event_id"].to_list())
+        return clicks.with_columns(browser=pl.lit("Firefox"))
 
     merged = run(
         [[h.record(h.click(1), 1), h.record(h.page_event(2), 2), h.record(h.click(3), 3)]], enrich
@@ -120,7 +128,7 @@ def test_enrich_gets_the_click_rows_and_its_result_is_kept() -> None:
 
 
 def test_velocity_flags_reach_the_sink_through_the_whole_flow() -> None:
-    out: list[tuple[str, dict[str, list[dict[str, Any]]]]] = []
+    out: list[tuple[str, Frames]] = []
     clicks: list[Any] = [h.record(h.click(i, ip_hash="ip-a"), 10 * i) for i in range(4)]
     rules = VelocityRules(ip_per_minute=2, ip_per_hour=None)
     flow = build_flow(
@@ -130,6 +138,6 @@ def test_velocity_flags_reach_the_sink_through_the_whole_flow() -> None:
         velocity_rules=rules,
     )
     run_main(flow)  # type: ignore[no-untyped-call]
-    rows = [row for _, tables in out for row in tables.get("clicks", [])]
+    rows = [row for _, frames in out if "clicks" in frames for row in frames["clicks"].to_dicts()]
     flags = {row["event_id"]: row["velocity_flags"] for row in rows}
     assert flags == {"click-0": [], "click-1": [], "click-2": ["ip_1m>2"], "click-3": ["ip_1m>2"]}

@@ -1,5 +1,6 @@
 """ingest.velocity: sliding-window click counts per address, link and affiliate, flagged on
-the click past a limit; directly (`VelocityCounter`) and inside a Bytewax flow."""
+the click past a limit; directly (`VelocityCounter` on click frames) and inside a Bytewax
+flow."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import AbortExecution
 from bytewax.operators import input as bw_input
@@ -49,8 +51,12 @@ def only(**limits: int | None) -> VelocityRules:
     return VelocityRules(**{**OFF.__dict__, **limits})
 
 
+def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows)
+
+
 def flags_of(counter: VelocityCounter, rows: list[dict[str, Any]]) -> list[list[str]]:
-    return counter.observe(rows)
+    return counter.observe(frame(rows)).to_list()
 
 
 def test_defaults() -> None:
@@ -186,7 +192,8 @@ def test_state_is_bounded_and_idle_keys_expire() -> None:
     counter = VelocityCounter(only(ip_per_minute=3))
     flags_of(counter, [click(T0 + i, ip=f"k{i}") for i in range(1000)])
     flags_of(counter, [click(T0 + i) for i in range(100)])
-    assert max(len(times) for times in counter.windows["ip_1m"].values()) == 4
+    per_key = counter.windows["ip_hash"].group_by("key").len()
+    assert per_key["len"].max() == 4  # the limit + 1 newest
     assert len(counter) == 1001
     flags_of(counter, [click(T0 + 2 * MINUTE)])
     assert len(counter) == 1  # only the key still inside its window
@@ -198,8 +205,8 @@ def test_apply_writes_velocity_flags_and_datetimes_work() -> None:
         click(datetime(2026, 1, 1, tzinfo=UTC), velocity_flags=["manual"]),
         click(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), velocity_flags=[]),
     ]
-    counter.apply(rows)
-    assert [row["velocity_flags"] for row in rows] == [["manual"], ["ip_1m>1"]]
+    flagged = counter.apply(frame(rows))
+    assert flagged["velocity_flags"].to_list() == [["manual"], ["ip_1m>1"]]
 
 
 def test_snapshot_round_trip_and_reconfigure() -> None:
@@ -216,12 +223,14 @@ def test_snapshot_round_trip_and_reconfigure() -> None:
 
 def test_in_a_bytewax_flow() -> None:
     batches = [
-        [click(T0 + i) for i in range(3)] + [click(T0 + i, tenant_id="t2") for i in range(2)],
-        [click(T0 + 10), click(T0 + 11, ip="other")],
-        [click(T0 + MINUTE + 10)],
-        [],
+        frame(
+            [click(T0 + i) for i in range(3)] + [click(T0 + i, tenant_id="t2") for i in range(2)]
+        ),
+        frame([click(T0 + 10), click(T0 + 11, ip="other")]),
+        frame([click(T0 + MINUTE + 10)]),
+        pl.DataFrame(),
     ]
-    out: list[list[dict[str, Any]]] = []
+    out: list[pl.DataFrame] = []
     flow = Dataflow("velocity_test")
     stream = bw_input("in", flow, TestingSource(batches))
     flagged = add_velocity("velocity", stream, only(ip_per_minute=2))
@@ -232,7 +241,7 @@ def test_in_a_bytewax_flow() -> None:
         (
             (row["tenant_id"], row["ts"] - T0, row["ip_hash"], row["velocity_flags"])
             for batch in out
-            for row in batch
+            for row in batch.to_dicts()
         ),
     )
     assert seen == [
@@ -254,23 +263,25 @@ def test_window_state_survives_a_crash_through_bytewax_recovery(tmp_path: Path) 
     # Two clicks, a crash, then the third click from the same address in the same minute:
     # flagged only if the window state was snapshotted and restored.
     batches: list[Any] = [
-        [click(T0)],
-        [click(T0 + 1)],
+        frame([click(T0)]),
+        frame([click(T0 + 1)]),
         TestingSource.ABORT(),
-        [click(T0 + 2)],
+        frame([click(T0 + 2)]),
     ]
 
-    def run(out: list[list[dict[str, Any]]]) -> None:
+    def run(out: list[pl.DataFrame]) -> None:
         flow = Dataflow("velocity_recovery")
         stream = bw_input("in", flow, TestingSource(batches))
         bw_output("out", add_velocity("velocity", stream, only(ip_per_minute=2)), TestingSink(out))
         run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)  # type: ignore[no-untyped-call]
 
-    before: list[list[dict[str, Any]]] = []
+    before: list[pl.DataFrame] = []
     with contextlib.suppress(AbortExecution):
         run(before)
-    assert [row["velocity_flags"] for batch in before for row in batch] == [[], []]
-    after: list[list[dict[str, Any]]] = []
+    assert [flags for batch in before for flags in batch["velocity_flags"].to_list()] == [[], []]
+    after: list[pl.DataFrame] = []
     run(after)
     assert len(after) in (1, 2)  # resumed after the snapshot, not from the start
-    assert [row["velocity_flags"] for batch in after for row in batch][-1] == ["ip_1m>2"]
+    assert [flags for batch in after for flags in batch["velocity_flags"].to_list()][-1] == [
+        "ip_1m>2"
+    ]
