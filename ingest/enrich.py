@@ -136,16 +136,16 @@ def _host_table(referrers: pl.Series) -> pl.DataFrame:
 def _markers(landing: pl.Series) -> pl.Series:
     """`paid_click_markers` of each URL; only the few URLs the pre-filter lets through are
     scanned in Python, the others get [] without leaving polars."""
-    maybe = landing.str.contains(_MAYBE_MARKED).arg_true()
+    maybe = landing.str.contains(_MAYBE_MARKED).arg_true().cast(pl.UInt32)
     found = pl.DataFrame(
         {
             "index": maybe,
             "found": [paid_click_markers(url) for url in landing.gather(maybe).to_list()],
         },
-        schema={"index": maybe.dtype, "found": pl.List(pl.String)},
+        schema={"index": pl.UInt32, "found": pl.List(pl.String)},
     )
     return (
-        pl.DataFrame({"index": pl.arange(0, len(landing), dtype=maybe.dtype, eager=True)})
+        pl.DataFrame({"index": pl.arange(0, len(landing), dtype=pl.UInt32, eager=True)})
         .join(found, on="index", how="left", maintain_order="left")
         .select(pl.col("found").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         .to_series()
