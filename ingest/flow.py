@@ -16,7 +16,6 @@ step costs ~7 us per item in Bytewax, and past validation every step works on co
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,10 +37,7 @@ from rastro.contracts import ContractError, Event, decode
 from rastro.eventlog import partition_number
 from rastro.schema import tables
 
-log = logging.getLogger("rastro.ingest")
-
 REASON_LIMIT = 2000
-METRICS_INTERVAL_S = 10.0
 
 Enricher = Callable[[pl.DataFrame], pl.DataFrame]
 

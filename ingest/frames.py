@@ -135,10 +135,6 @@ SCHEMAS: dict[str, pl.Schema] = {
 }
 
 
-def empty(table: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMAS[table])
-
-
 def to_arrow(table: str, frame: pl.DataFrame) -> pa.Table:
     """A table's frame as Arrow with the exact types of the table's columns (polars hands
     out large strings and lists; the cast makes them the plain ones ClickHouse maps)."""

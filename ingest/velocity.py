@@ -24,12 +24,13 @@ Only clicks that could earn credit are counted and flagged: bots, HEAD requests 
 fetches are already excluded (run `ingest.enrich` first), and counting them would let a
 crawler's sweep flag the people who click the same link.
 
-State is compact and bounded: per rule, one frame of (tenant, key, ts) holding, for each key,
-its newest L+1 click times (L the rule's largest limit), because "more than L clicks in
-(t - w, t]" holds exactly when the L-th click before this one (in ts order) is later than
-t - w. A batch is judged column-wise: the history of the keys it touches is put together with
-its clicks, sorted by (tenant, key, ts), and each click compares its ts with the ts L positions
-before it in its key's run. A click older than the newest one already seen for its key is
+State is compact and bounded: per counted column (the minute and hour rules of a column share
+it), one frame of (key, ts), the key a hash of (tenant, value), holding each key's newest L+1
+click times (L the column's largest limit), because "more than L clicks in (t - w, t]" holds
+exactly when the L-th click before this one (in ts order) is later than t - w. A batch is
+judged column-wise: the history of the keys it touches is put together with its clicks,
+sorted by (key, ts), and each click compares its ts with the ts L positions before it in its
+key's run. A click older than the newest one already seen for its key is
 judged in place, on the clicks before it; one older than all the history kept for its key is
 not judged. Keys idle for longer than their window are dropped (a sweep each minute of event
 time). Snapshots pickle those frames (Arrow IPC underneath): cheap, unlike a dict of deques.
