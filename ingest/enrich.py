@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from ingest.frames import lists_at
 from ingest.useragents import AgentCache
 
 PAID_CLICK_MARKERS = (
@@ -92,7 +93,6 @@ def paid_click_markers(url: str) -> list[str]:
     return sorted(set(found)) if len(found) > 1 else found
 
 
-_AGENT_COLUMNS = ("browser", "os", "device_type", "_ua_bot", "_ua_preview", "_ua_reason")
 _AGENT_SCHEMA = {
     "user_agent": pl.String,
     "browser": pl.String,
@@ -102,6 +102,7 @@ _AGENT_SCHEMA = {
     "_ua_preview": pl.Boolean,
     "_ua_reason": pl.String,
 }
+_AGENT_COLUMNS = tuple(name for name in _AGENT_SCHEMA if name != "user_agent")
 # A pre-filter in polars' regex dialect (no lookahead): every URL `paid_click_markers` finds
 # a marker in matches it; only those go through the exact Python scan.
 _MAYBE_MARKED = "[?&;](?:" + "|".join(PAID_CLICK_MARKERS) + ")"
@@ -136,20 +137,10 @@ def _host_table(referrers: pl.Series) -> pl.DataFrame:
 def _markers(landing: pl.Series) -> pl.Series:
     """`paid_click_markers` of each URL; only the few URLs the pre-filter lets through are
     scanned in Python, the others get [] without leaving polars."""
-    maybe = landing.str.contains(_MAYBE_MARKED).arg_true().cast(pl.UInt32)
-    found = pl.DataFrame(
-        {
-            "index": maybe,
-            "found": [paid_click_markers(url) for url in landing.gather(maybe).to_list()],
-        },
-        schema={"index": pl.UInt32, "found": pl.List(pl.String)},
-    )
-    return (
-        pl.DataFrame({"index": pl.arange(0, len(landing), dtype=pl.UInt32, eager=True)})
-        .join(found, on="index", how="left", maintain_order="left")
-        .select(pl.col("found").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-        .to_series()
-        .alias("paid_click_markers")
+    maybe = landing.str.contains(_MAYBE_MARKED).arg_true()
+    found = [paid_click_markers(url) for url in landing.gather(maybe).to_list()]
+    return lists_at(
+        "paid_click_markers", len(landing), maybe, pl.Series(found, dtype=pl.List(pl.String))
     )
 
 

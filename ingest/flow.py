@@ -72,7 +72,11 @@ def validate_batch(batch: LogBatch, metrics: IngestMetrics | None = None) -> Val
         if isinstance(item, Corrupt):
             out.dead_letters.append(
                 dead_letter_row(
-                    item.data, f"corrupt record: {item.reason}", item.partition, item.offset, now
+                    item.data,
+                    f"corrupt record: {item.reason}",
+                    item.partition,
+                    item.offset.to_int(),
+                    now,
                 )
             )
             continue

@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from rastro.contracts import Click, Conversion, Event, IdentityLink, OrderUpdate, PageEvent
-from rastro.eventlog import Offset, partition_number
+from rastro.eventlog import partition_number
 from rastro.schema import tables
 
 Row = dict[str, Any]
@@ -150,6 +150,19 @@ def frame_of_rows(table: str, rows: Iterable[Row]) -> pl.DataFrame:
     )
 
 
+def lists_at(name: str, length: int, index: pl.Series, lists: pl.Series) -> pl.Series:
+    """A List(String) column of `length` rows: `lists[i]` at row `index[i]`, [] elsewhere
+    (polars cannot scatter into a list column, so the few rows that have lists are joined)."""
+    found = pl.DataFrame({"index": index.cast(pl.UInt32), "lists": lists})
+    return (
+        pl.DataFrame({"index": pl.arange(0, length, dtype=pl.UInt32, eager=True)})
+        .join(found, on="index", how="left", maintain_order="left")
+        .select(pl.col("lists").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        .to_series()
+        .alias(name)
+    )
+
+
 # ---- events -> frames ----------------------------------------------------------------------
 
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
@@ -207,12 +220,10 @@ def _default(table: str, column: str) -> Any:
 
 # ---- dead letters ------------------------------------------------------------------------
 
-_KNOWN_TYPES = frozenset({"click", "page_event", "conversion", "order_update", "identity_link"})
+_KNOWN_TYPES = frozenset(kind.__struct_config__.tag for kind in EVENT_TABLES)
 
 
-def dead_letter_row(
-    payload: bytes, reason: str, partition: str, offset: Offset | int, now: datetime
-) -> Row:
+def dead_letter_row(payload: bytes, reason: str, partition: str, offset: int, now: datetime) -> Row:
     """A rejected record, kept raw; tenant, type and received_at taken from it when readable."""
     tenant_id, guess, received_at = "", "unknown", now
     try:
@@ -235,5 +246,5 @@ def dead_letter_row(
         "reason": reason,
         "payload": payload,
         "log_partition": partition_number(partition),
-        "log_offset": offset if isinstance(offset, int) else offset.to_int(),
+        "log_offset": offset,
     }

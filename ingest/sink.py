@@ -5,9 +5,9 @@ frames of a table concatenated, as Arrow with the table's column types) when a t
 reaches `flush_rows` rows, when its oldest row has waited `flush_interval_s`, and at every
 Bytewax snapshot (epoch end).
 
-Inserts run on one background thread, one at a time, with at most one waiting behind the
-one in flight: while the warehouse writes a batch (in another process, on another core), the
-flow decodes the next one. A failed insert is raised on the flow's thread at the next flush
+Inserts run on one background thread, one at a time (the next is handed over once the
+previous is done): while the warehouse writes a batch (in another process, on another core),
+the flow decodes the next one. A failed insert is raised on the flow's thread at the next flush
 or snapshot, and the flow stops.
 
 Flushing and waiting for every insert in `snapshot()` is what makes recovery lose nothing:
@@ -52,7 +52,6 @@ class _ClickHousePartition(StatefulSinkPartition[Frames, None]):
         self._flush_interval_s = flush_interval_s
         self._clock = clock
         self._buffers: dict[str, list[pl.DataFrame]] = {}
-        self._rows: dict[str, int] = {}
         self._since: dict[str, float] = {}  # table -> when its oldest buffered row came
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rastro-insert")
         self._pending: Future[None] | None = None
@@ -63,11 +62,10 @@ class _ClickHousePartition(StatefulSinkPartition[Frames, None]):
             for table, frame in batch.items():
                 if len(frame):
                     self._buffers.setdefault(table, []).append(frame)
-                    self._rows[table] = self._rows.get(table, 0) + len(frame)
                     self._since.setdefault(table, now)
         for table in list(self._buffers):
             if (
-                self._rows[table] >= self._flush_rows
+                sum(map(len, self._buffers[table])) >= self._flush_rows
                 or now - self._since[table] >= self._flush_interval_s
             ):
                 self._flush(table)
@@ -98,7 +96,6 @@ class _ClickHousePartition(StatefulSinkPartition[Frames, None]):
 
     def _flush(self, table: str) -> None:
         frames = self._buffers.pop(table, [])
-        self._rows.pop(table, None)
         since = self._since.pop(table, None)
         if not frames:
             return

@@ -46,6 +46,8 @@ import bytewax.operators as op
 import polars as pl
 from bytewax.dataflow import Stream, operator
 
+from ingest.frames import lists_at
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 
@@ -161,22 +163,19 @@ class VelocityCounter:
             return pl.lit(default, dtype=pl.Int64)
         return pl.col("campaign_id").replace_strict(special, default=default, return_dtype=pl.Int64)
 
-    def observe(self, clicks: pl.DataFrame) -> pl.Series:
-        """Count the frame's clicks and return each one's new flags (List[String]), in the
-        frame's order. Bots, HEADs and previews are neither counted nor flagged."""
-        return self._run(clicks)
-
     def apply(self, clicks: pl.DataFrame) -> pl.DataFrame:
         """The frame with each click's new flags appended to its `velocity_flags`."""
-        fired = self._run(clicks)
+        fired = self.observe(clicks)
         if "velocity_flags" not in clicks.columns:
             return clicks.with_columns(fired)
         return clicks.with_columns(pl.concat_list(pl.col("velocity_flags"), fired))
 
-    def _run(self, clicks: pl.DataFrame) -> pl.Series:
-        """The new flags of each click (`velocity_flags`), from one polars query for the whole
-        batch and every rule (`collect_all`): polars takes ~0.1-0.3 ms to start any query, so
-        a query per rule and step would cost more than the work. Updates the histories."""
+    def observe(self, clicks: pl.DataFrame) -> pl.Series:
+        """Count the frame's clicks and return each one's new flags (`velocity_flags`,
+        List[String]), in the frame's order; bots, HEADs and previews are neither counted nor
+        flagged. One polars query for the whole batch and every rule (`collect_all`): polars
+        takes ~0.1-0.3 ms to start any query, so a query per rule and step would cost more
+        than the work."""
         if clicks.is_empty():
             return pl.Series("velocity_flags", [], dtype=pl.List(pl.String))
         counted = (
@@ -200,21 +199,16 @@ class VelocityCounter:
                 "row",
                 *(self._limit(rule).alias(rule.name) for rule in by.rules),
             )
-            fired, history = self._count(by, new)
-            flags.extend(fired)
+            rule_flags, history = self._count(by, new)
+            flags.extend(rule_flags)
             histories.append(history)
         fired_all = (
             pl.concat(flags).sort("row", "rule").group_by("row", maintain_order=True).agg("flag")
             if flags
             else pl.LazyFrame(schema={"row": pl.UInt32, "flag": pl.List(pl.String)})
         )
-        out = (
-            pl.LazyFrame({"row": pl.arange(0, len(clicks), dtype=pl.UInt32, eager=True)})
-            .join(fired_all, on="row", how="left", maintain_order="left")
-            .select(pl.col("flag").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-        )
-        result, newest, *updated = pl.collect_all(
-            [out, counted.select(pl.col("ts").max()), *histories], engine=ENGINE
+        fired, newest, *updated = pl.collect_all(
+            [fired_all, counted.select(pl.col("ts").max()), *histories], engine=ENGINE
         )
         for by, kept in zip(self._counted, updated, strict=True):
             self.windows[by.column] = kept
@@ -222,7 +216,7 @@ class VelocityCounter:
             self.watermark = max(self.watermark, int(newest.item()))
         if self.watermark - self.swept_at >= MINUTE:
             self.expire()
-        return result.get_column("flag").alias("velocity_flags")
+        return lists_at("velocity_flags", len(clicks), fired["row"], fired["flag"])
 
     def _count(self, by: _Counted, new: pl.LazyFrame) -> tuple[list[pl.LazyFrame], pl.LazyFrame]:
         """The query for one counted column: its clicks judged against the history of their

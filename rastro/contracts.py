@@ -150,7 +150,6 @@ class IdentityLink(_Event, tag="identity_link", kw_only=True, frozen=True):
 
 
 Event = Click | PageEvent | Conversion | OrderUpdate | IdentityLink
-EVENT_TYPES: tuple[type[Event], ...] = (Click, PageEvent, Conversion, OrderUpdate, IdentityLink)
 
 _decoder = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()

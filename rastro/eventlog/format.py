@@ -38,6 +38,11 @@ _OFFSET_TEXT = re.compile(r"^(\d+):(\d+)$")
 _POSITION_BITS = 32  # Offset.to_int(): the segment in the high 32 bits, the position in the low
 
 
+def _pack(segment: int, position: int) -> int:
+    """An offset as one int (`Offset.to_int`, `Record.offset_int`)."""
+    return segment << _POSITION_BITS | position
+
+
 class EventLogError(Exception):
     """The event log cannot do what was asked (closed or failed writer, bad offset, bad file)."""
 
@@ -125,7 +130,7 @@ class Offset:
         the high 32 bits, the position in the low 32 (a writer keeps positions below 2^32)."""
         if self.position >= 1 << _POSITION_BITS or self.segment >= 1 << (64 - _POSITION_BITS):
             raise ValueError(f"{self!r} does not fit in 64 bits")
-        return self.segment << _POSITION_BITS | self.position
+        return _pack(self.segment, self.position)
 
     @classmethod
     def from_int(cls, value: int) -> Self:
@@ -153,7 +158,7 @@ class Record(NamedTuple):
 
     def offset_int(self) -> int:
         """`offset.to_int()` without building the Offset (the warehouse's `log_offset`)."""
-        return self.segment << _POSITION_BITS | self.position
+        return _pack(self.segment, self.position)
 
 
 def partition_name(number: int) -> str:
