@@ -43,6 +43,8 @@ bench: setup  # run every benchmark under bench/ and print their figures (tracki
 	$(BIN)/python -m bench.warehouse
 	$(BIN)/python -m bench.eventlog
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.attribution_accuracy
+	$(BIN)/python -m bench.attribution_scale
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.tracking
 

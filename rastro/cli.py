@@ -80,6 +80,59 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dbt(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.dbt import run_dbt
+
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    return run_dbt(dbt_args, settings.warehouse_url, settings.clickhouse_database).returncode
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from pipelines.simulate import Mix, Options, format_score, ingest_and_build, score, simulate
+    from pipelines.simulate.run import DEFAULT_END
+    from rastro.warehouse.client import connect
+
+    problem = ""
+    if args.conversions < 1:
+        problem = "--conversions must be at least 1"
+    elif not 0 <= args.cookie_lost_share <= 1:
+        problem = "--cookie-lost-share must be between 0 and 1"
+    elif args.to == "http" and not args.api_url:
+        problem = "--to http needs --api-url"
+    if problem:
+        print(f"rastro simulate: {problem}", file=sys.stderr)
+        return 2
+    end = datetime.fromisoformat(args.end) if args.end else DEFAULT_END
+    options = Options(
+        seed=args.seed,
+        conversions=args.conversions,
+        mix=Mix(cookie_lost_share=args.cookie_lost_share),
+        end=end if end.tzinfo else end.replace(tzinfo=UTC),
+        days=args.days,
+        out=args.out,
+        to=args.to,
+        api_url=args.api_url or "",
+    )
+    summary = simulate(settings, options)
+    print("\n".join(summary.lines()))
+    if not args.score:
+        return 0
+    build = ingest_and_build(settings)
+    print(f"dbt build: {build.summary}")
+    if build.returncode != 0:
+        print(build.output, file=sys.stderr)
+        print(f"dbt build exited {build.returncode}: scoring what it built", file=sys.stderr)
+    client = connect(settings, database=settings.clickhouse_database)
+    try:
+        result = score(client, settings.clickhouse_database, summary.out)
+    finally:
+        client.close()
+    print(format_score(result))
+    return 0 if build.returncode == 0 else 1
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from rastro.supervisor import up
 
@@ -131,6 +184,47 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="stream the event log into the warehouse (Bytewax), until Ctrl-C"
     )
     ingest.set_defaults(run=_ingest)
+
+    dbt = commands.add_parser(
+        "dbt",
+        help="dbt on Rastro's project (dbt/) against the configured warehouse: "
+        "rastro dbt build, rastro dbt -- test --select fct_attributions",
+    )
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="dbt's own arguments")
+    dbt.set_defaults(run=_dbt)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="generate labelled traffic (ground truth) into the event log or through the API; "
+        "--score: ingest it, build dbt and score the attribution against the truth",
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="same seed, same events (1)")
+    simulate.add_argument(
+        "--conversions", type=int, default=1000, help="converting journeys (default 1000)"
+    )
+    simulate.add_argument(
+        "--cookie-lost-share",
+        type=float,
+        default=0.35,
+        help="share of converting click journeys whose order comes without the cookie (0.35)",
+    )
+    simulate.add_argument(
+        "--days", type=int, default=90, help="conversions happen over this many days (90)"
+    )
+    simulate.add_argument(
+        "--end", help="ISO date the period ends at (default 2026-11-01; UTC if no offset)"
+    )
+    simulate.add_argument(
+        "--out", type=Path, help="where the truth goes (default $RASTRO_DATA_DIR/simulate)"
+    )
+    simulate.add_argument(
+        "--to", choices=("log", "http"), default="log", help="the event log, or the API (http)"
+    )
+    simulate.add_argument("--api-url", help="--to http: the API's base URL")
+    simulate.add_argument(
+        "--score", action="store_true", help="then ingest, dbt build and score the attribution"
+    )
+    simulate.set_defaults(run=_simulate)
 
     up = commands.add_parser(
         "up", help="run the platform: warehouse, migrations and every service, until Ctrl-C"

@@ -103,6 +103,7 @@ class Supervisor:
 
 
 def up(settings: Settings, data_dir: Path | None = None) -> int:
+    from pipelines.simulate.demo import seed_demo_traffic
     from rastro.demo import seed_demo
     from rastro.schema.migrate import migrate
     from rastro.warehouse.client import connect
@@ -140,6 +141,9 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
         applied = migrate(connect(settings), settings.clickhouse_database)
         log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
         demo_key = seed_demo(settings)
+        # A month of simulated visitors and orders for the demo tenant, into the event log
+        # (once per data directory): the ingest job started below loads them.
+        seed_demo_traffic(settings)
         api = f"http://{settings.api_host}:{settings.api_port}"
         supervisor.start(
             Service(

@@ -18,6 +18,7 @@ from urllib.request import Request, urlopen
 import psutil
 import pytest
 
+from rastro.schema.migrations import all_migrations
 from tests.conftest import client_for
 from tests.endpoint import free_port, start_endpoint
 
@@ -60,6 +61,20 @@ def _query(port: int, sql: str) -> str:
         return str(r.read().decode())
 
 
+def _settled_count(port: int, sql: str, timeout: float = 90) -> int:
+    """The count once it is positive and has not moved for 3 s (the ingest job caught up)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = int(_query(port, sql).strip())
+        if count != last:
+            last, since = count, time.monotonic()
+        elif count > 0 and time.monotonic() - since >= 3:
+            return count
+        time.sleep(0.5)
+    raise AssertionError(f"{sql} did not settle above 0 within {timeout} s (last {last})")
+
+
 @pytest.mark.slow
 def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
     if os.environ.get("CLICKHOUSE_TEST_URL"):
@@ -78,7 +93,8 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in printed
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the warehouse runs as a child of the supervisor"
-        assert _query(port, "SELECT count() FROM rastro.schema_migrations").strip() == "3"
+        migrations = _query(port, "SELECT count() FROM rastro.schema_migrations").strip()
+        assert migrations == str(len(all_migrations()))
         assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
         assert (tmp_path / "state" / "warehouse").is_dir()
         assert f"http://127.0.0.1:{api_port}/docs" in printed
@@ -88,6 +104,8 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         )
         with urlopen(request, timeout=10) as response:
             assert len(json.loads(response.read())["items"]) == 5  # 3 links, 2 coupons
+        # The simulated month of demo traffic reaches the warehouse through the ingest job.
+        orders = _settled_count(port, "SELECT count() FROM rastro.conversions_dedup")
 
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
@@ -99,6 +117,8 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
     with _rastro_up(tmp_path, env) as (process, printed):
         assert "migrations applied: none" in printed
         assert _query(port, "SELECT count() FROM rastro.affiliates FINAL").strip() == "3"
+        assert "demo traffic already seeded" in printed
+        assert _query(port, "SELECT count() FROM rastro.conversions_dedup").strip() == str(orders)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
 

@@ -365,6 +365,13 @@ CAMPAIGNS = Table(
             default="30",
         ),
         Column(
+            "attribution_half_life_days",
+            "UInt16",
+            "time_decay model: a touch this many days older than another gets half its weight",
+            default="7",
+            added_in=4,
+        ),
+        Column(
             "commission_rules",
             "String",
             "JSON array of commission rules (percent, flat, recurring, tiers, conditions)",
@@ -782,6 +789,58 @@ DEAD_LETTERS = Table(
     ttl=f"toDateTime(received_at) + INTERVAL {DEAD_LETTER_TTL_DAYS} DAY",
     settings=(("ttl_only_drop_parts", "1"),),
     event_time="received_at",
+)
+
+# -- decisions and payouts: written by the API, read by the ledger (dbt) ---------------------------
+
+COMMISSION_DECISIONS = Table(
+    name="commission_decisions",
+    comment=(
+        "One row per manual or automatic decision on a commission (approve, reject, hold, "
+        "release); decisions are appended, the latest per commission applies"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("decision_id", "String", "The decision's id (UUIDv7)"),
+        Column(
+            "commission_id",
+            "String",
+            "fct_commissions.commission_id it applies to (conversion_id:affiliate_id)",
+        ),
+        Column(
+            "decision",
+            "LowCardinality(String)",
+            "approve (before the hold ends) | reject | hold (stop automatic approval, e.g. "
+            "for fraud review) | release (undo a hold)",
+        ),
+        Column("reason", "String", "Why: shown to the affiliate for rejections"),
+        Column("decided_by", "String", "Who decided: a user or api key id, or rule:<name>"),
+        Column("decided_at", "DateTime64(3, 'UTC')", "When the decision was taken"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(decided_at)",
+    order_by=("tenant_id", "commission_id", "decision_id"),
+)
+
+PAYOUT_ITEMS = Table(
+    name="payout_items",
+    comment=(
+        "One row per commission paid in a payout; a commission is paid at most once "
+        "(later reversals become clawbacks in the ledger)"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("payout_id", "String", "The payout (one transfer to one affiliate) it belongs to"),
+        Column("commission_id", "String", "fct_commissions.commission_id that was paid"),
+        Column("affiliate_id", "String", "affiliates.id paid"),
+        Column("amount_minor", "Int64", "Amount paid for this commission, in minor units"),
+        Column("currency", "LowCardinality(String)", "ISO 4217 code of amount_minor"),
+        Column("method", "LowCardinality(String)", "pix | bank_transfer | paypal | ..."),
+        Column("paid_at", "DateTime64(3, 'UTC')", "When the transfer was confirmed"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(paid_at)",
+    order_by=("tenant_id", "commission_id", "payout_id"),
 )
 
 # -- bookkeeping ----------------------------------------------------------------------------------

@@ -9,19 +9,17 @@ the strategies promise.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from pipelines.dbt import run_dbt
+
 PROJECT_DIR = Path(__file__).parent / "project"
-DBT = Path(sys.executable).with_name("dbt")
 BUILD_TIMEOUT = 120  # seconds; a build takes a few
 
 RAW_ORDERS_DDL = """
@@ -59,62 +57,29 @@ SECOND_BATCH = [
 ]
 
 
-def dbt_env(warehouse_url: str, database: str) -> dict[str, str]:
-    """The environment profiles.yml reads, without any DBT_* setting of the caller's."""
-    parts = urlsplit(warehouse_url)
-    secure = parts.scheme == "https"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DBT_")}
-    env.update(
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        DO_NOT_TRACK="1",
-        DBT_CLICKHOUSE_HOST=parts.hostname or "127.0.0.1",
-        DBT_CLICKHOUSE_PORT=str(parts.port or (8443 if secure else 8123)),
-        DBT_CLICKHOUSE_USER=unquote(parts.username or "default"),
-        DBT_ENV_SECRET_CLICKHOUSE_PASSWORD=unquote(parts.password or ""),
-        DBT_CLICKHOUSE_SCHEMA=database,
-        DBT_CLICKHOUSE_SECURE=str(secure),  # as_bool reads a Python literal
-    )
-    return env
-
-
-def dbt_build(env: dict[str, str], work_dir: Path) -> dict[str, Any]:
+def dbt_build(warehouse_url: str, database: str, work_dir: Path) -> dict[str, Any]:
     """Runs `dbt build`; returns its run_results.json. dbt's output goes to stdout, which
     pytest shows when the test fails; its debug log (with every SQL statement) stays in
     work_dir/logs."""
-    work_dir.mkdir(exist_ok=True)
-    target_path, log_path = work_dir / "target", work_dir / "logs"
-    command = [
-        str(DBT),
-        "build",
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        "--target-path",
-        str(target_path),
-        "--log-path",
-        str(log_path),
-    ]
-    print(f"$ {' '.join(command)}")
     try:
-        result = subprocess.run(
-            command,
-            env=env,
-            cwd=work_dir,
-            capture_output=True,
-            text=True,
+        result = run_dbt(
+            ["build"],
+            warehouse_url,
+            database,
+            work_dir=work_dir,
+            project_dir=PROJECT_DIR,
+            capture=True,
             timeout=BUILD_TIMEOUT,
-            check=False,
         )
     except subprocess.TimeoutExpired as timeout:
         print(timeout.stdout, timeout.stderr)
-        pytest.fail(f"dbt build ran over {BUILD_TIMEOUT} s; see {log_path / 'dbt.log'}")
+        pytest.fail(f"dbt build ran over {BUILD_TIMEOUT} s; see {work_dir / 'logs' / 'dbt.log'}")
     print(result.stdout + result.stderr)
     assert result.returncode == 0, (
         f"dbt build exited with {result.returncode}: its output is under 'Captured stdout', "
-        f"every statement it sent in {log_path / 'dbt.log'}"
+        f"every statement it sent in {work_dir / 'logs' / 'dbt.log'}"
     )
-    run_results: dict[str, Any] = json.loads((target_path / "run_results.json").read_text())
+    run_results: dict[str, Any] = json.loads((work_dir / "target" / "run_results.json").read_text())
     return run_results
 
 
@@ -146,9 +111,8 @@ def test_dbt_build_twice_with_incremental_models(
 ) -> None:
     client.command(RAW_ORDERS_DDL.format(database=database))
     client.insert(f"{database}.raw_orders", FIRST_BATCH, column_names=RAW_ORDER_COLUMNS)
-    env = dbt_env(warehouse_url, database)
 
-    first = dbt_build(env, tmp_path)
+    first = dbt_build(warehouse_url, database, tmp_path)
     assert_every_node_passed(first)
     run1 = first["metadata"]["invocation_id"]
 
@@ -194,7 +158,7 @@ def test_dbt_build_twice_with_incremental_models(
 
     client.insert(f"{database}.raw_orders", SECOND_BATCH, column_names=RAW_ORDER_COLUMNS)
 
-    second = dbt_build(env, tmp_path)  # reuses the first parse
+    second = dbt_build(warehouse_url, database, tmp_path)  # reuses the first parse
     assert_every_node_passed(second)
     run2 = second["metadata"]["invocation_id"]
     assert run2 != run1

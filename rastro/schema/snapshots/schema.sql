@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS rastro.campaigns
     consent_policy LowCardinality(String) DEFAULT 'opt_in' COMMENT 'opt_in (track only after consent) | opt_out | none (no consent required)',
     attribution_model LowCardinality(String) DEFAULT 'last_click' COMMENT 'last_click | first_click | linear | position_based | first_last_split',
     hold_days UInt16 DEFAULT 30 COMMENT 'Days a commission stays pending before approval (matched to the refund policy)',
+    attribution_half_life_days UInt16 DEFAULT 7 COMMENT 'time_decay model: a touch this many days older than another gets half its weight',
     commission_rules String DEFAULT '[]' COMMENT 'JSON array of commission rules (percent, flat, recurring, tiers, conditions)',
     conflict_rules String DEFAULT '{}' COMMENT 'JSON object: how competing claims (coupon vs click, self-referral) are resolved',
     created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
@@ -334,3 +335,35 @@ SELECT * FROM rastro.dead_letters WHERE source != 'eventlog'
 UNION ALL
 SELECT * FROM rastro.dead_letters WHERE source = 'eventlog'
 LIMIT 1 BY log_partition, log_offset;
+
+-- 0004_ledger_inputs
+CREATE TABLE IF NOT EXISTS rastro.commission_decisions
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    decision_id String COMMENT 'The decision\'s id (UUIDv7)',
+    commission_id String COMMENT 'fct_commissions.commission_id it applies to (conversion_id:affiliate_id)',
+    decision LowCardinality(String) COMMENT 'approve (before the hold ends) | reject | hold (stop automatic approval, e.g. for fraud review) | release (undo a hold)',
+    reason String COMMENT 'Why: shown to the affiliate for rejections',
+    decided_by String COMMENT 'Who decided: a user or api key id, or rule:<name>',
+    decided_at DateTime64(3, 'UTC') COMMENT 'When the decision was taken'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(decided_at)
+ORDER BY (tenant_id, commission_id, decision_id)
+COMMENT 'One row per manual or automatic decision on a commission (approve, reject, hold, release); decisions are appended, the latest per commission applies';
+
+CREATE TABLE IF NOT EXISTS rastro.payout_items
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    payout_id String COMMENT 'The payout (one transfer to one affiliate) it belongs to',
+    commission_id String COMMENT 'fct_commissions.commission_id that was paid',
+    affiliate_id String COMMENT 'affiliates.id paid',
+    amount_minor Int64 COMMENT 'Amount paid for this commission, in minor units',
+    currency LowCardinality(String) COMMENT 'ISO 4217 code of amount_minor',
+    method LowCardinality(String) COMMENT 'pix | bank_transfer | paypal | ...',
+    paid_at DateTime64(3, 'UTC') COMMENT 'When the transfer was confirmed'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(paid_at)
+ORDER BY (tenant_id, commission_id, payout_id)
+COMMENT 'One row per commission paid in a payout; a commission is paid at most once (later reversals become clawbacks in the ledger)';

@@ -1,0 +1,25 @@
+-- Every version of every conversion as landed; int_conversions__current keeps the latest.
+select
+    tenant_id,
+    event_id,
+    conversion_id,
+    order_id,
+    version as order_version,
+    ts as converted_at,
+    received_at,
+    kind as conversion_kind,
+    amount_minor,
+    net_minor,
+    currency,
+    line_items,
+    coupon_codes,
+    click_id,
+    cookie_id,
+    customer_id,
+    email_hash,
+    is_new_customer,
+    affiliate_id as named_affiliate_id,
+    source as conversion_source,
+    subscription_id,
+    renewal_number
+from {{ source('rastro', 'conversions') }} final
