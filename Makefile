@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 # Telemetry off for every tool, in every process started from here.
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
 
 .PHONY: setup up test lint browser format bench clean
 
@@ -45,6 +47,7 @@ bench: setup  # run every benchmark under bench/ and print their figures (tracki
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.attribution_accuracy
 	$(BIN)/python -m bench.attribution_scale
+	$(BIN)/python -m bench.fraud
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.tracking
 

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/attribution_accuracy.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.warehouse import endpoint_running, machine
-from pipelines.simulate import Options, format_score, ingest_and_build, score, simulate
-from rastro.schema.migrate import migrate
-from rastro.settings import Settings
-from rastro.warehouse.client import connect
+from bench.simulated import simulated_warehouse
+from bench.warehouse import machine
+from pipelines.simulate import format_score, score
 
 DATABASE = "bench_accuracy"
 
@@ -37,31 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     info = machine()
-    with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rastro-bench-")))
-        endpoint = stack.enter_context(endpoint_running(workdir / "endpoint"))
-        settings = Settings(
-            data_dir=workdir / "state", clickhouse_url=endpoint.url, clickhouse_database=DATABASE
-        )
-        client = connect(settings, send_receive_timeout=3600)
-        migrate(client, DATABASE)
-        started = time.monotonic()
-        summary = simulate(settings, Options(seed=args.seed, conversions=args.conversions))
-        simulated = time.monotonic() - started
-        print("\n".join(summary.lines()), flush=True)
-        started = time.monotonic()
-        build = ingest_and_build(settings)
-        built = time.monotonic() - started
-        print(f"dbt build: {build.summary}")
-        if build.returncode != 0:
-            print(build.output[-20_000:], file=sys.stderr)
-            return 1
-        result = score(client, DATABASE, summary.out)
+    with simulated_warehouse(DATABASE, args.conversions, args.seed) as simulated:
+        result = score(simulated.client, DATABASE, simulated.summary.out)
 
     print("\nmachine")
     for key, value in info.items():
         print(f"  {key:<19} {value}")
-    print(f"\nsimulate {simulated:.1f} s, ingest + dbt build {built:.1f} s")
+    print(f"\nsimulate {simulated.simulate_s:.1f} s, ingest + dbt build {simulated.build_s:.1f} s")
     print(format_score(result))
     return 0
 

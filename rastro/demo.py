@@ -20,7 +20,7 @@ log = logging.getLogger("rastro.demo")
 
 SEEDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 _MS = int(SEEDED_AT.timestamp() * 1000)
-VERSION = 1  # bump to replace the demo rows of running installations
+VERSION = 2  # bump to replace the demo rows of running installations
 
 TENANT_ID = stable_uuid7(_MS, "demo-tenant")
 MERCHANT_ID = stable_uuid7(_MS, "demo-merchant")
@@ -114,11 +114,17 @@ def seed_demo(settings: Settings) -> str:
                 "attribution_model": "last_click",
                 "hold_days": 30,
                 "commission_rules": json.dumps(
-                    [{"type": "percent", "rate": "0.10", "base": "net"}]
+                    [
+                        {"id": "base", "type": "percent", "rate": "0.10", "base": "net"},
+                        {
+                            "id": "influencers",
+                            "type": "percent",
+                            "rate": "0.12",
+                            "segment": "influencers",
+                        },
+                    ]
                 ),
-                "conflict_rules": json.dumps(
-                    {"coupon_beats_click": True, "self_referral": "exclude"}
-                ),
+                "conflict_rules": json.dumps({"coupon": "wins", "self_referral": "exclude"}),
                 **_stamps(),
             }
         ],

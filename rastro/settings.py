@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Prometheus /metrics of the ingest job on 127.0.0.1; unset: metrics only in the logs.
     ingest_metrics_port: int | None = None
     dagster_port: int = 3000
+    # Alerts (failed runs, failed blocking checks, reconciliation differences, fraud spikes)
+    # are JSON log lines; set this to also POST them, Slack-compatible, to a webhook.
+    alert_webhook_url: SecretStr | None = None
     log_level: str = "INFO"
 
     @field_validator("secret_key")

@@ -103,6 +103,7 @@ class Supervisor:
 
 
 def up(settings: Settings, data_dir: Path | None = None) -> int:
+    from pipelines.dbt import run_dbt
     from pipelines.simulate.demo import seed_demo_traffic
     from rastro.demo import seed_demo
     from rastro.schema.migrate import migrate
@@ -161,6 +162,45 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
                 health_url=None,
             )
         )
+        # Dagster: the webserver (the UI ops work from) and the daemon (schedules, sensors).
+        # dbt's manifest is parsed first, once: both processes load it (and would otherwise
+        # both parse it into the same directory at the same time).
+        parsed = run_dbt(
+            ["parse"],
+            settings.warehouse_url,
+            settings.clickhouse_database,
+            work_dir=data_dir / "dbt",
+            capture=True,
+        )
+        if parsed.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{parsed.stdout}{parsed.stderr}")
+        dagster_env = _dagster_home(data_dir)
+        supervisor.env.update(dagster_env)
+        dagster = f"http://127.0.0.1:{settings.dagster_port}"
+        supervisor.start(
+            Service(
+                "dagster",
+                [
+                    str(Path(python).with_name("dagster-webserver")),
+                    *("-h", "127.0.0.1", "-p", str(settings.dagster_port)),
+                    *("-m", "orchestration.definitions"),
+                ],
+                url=dagster,
+                health_url=f"{dagster}/server_info",
+            ),
+            ready_timeout=180.0,
+        )
+        supervisor.start(
+            Service(
+                "dagster-daemon",
+                [
+                    str(Path(python).with_name("dagster-daemon")),
+                    *("run", "-m", "orchestration.definitions"),
+                ],
+                url="(schedules and sensors)",
+                health_url=None,
+            )
+        )
         _print_urls(settings, supervisor.services, demo_key)
         return supervisor.wait()
     except Exception:
@@ -168,6 +208,15 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
         return 1
     finally:
         supervisor.stop_all()
+
+
+def _dagster_home(data_dir: Path) -> dict[str, str]:
+    """DAGSTER_HOME under the data directory (runs, schedules' state, logs), with its
+    dagster.yaml: telemetry off. Returns the environment Dagster's processes need."""
+    home = data_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {"DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1"}
 
 
 def _print_urls(settings: Settings, services: list[Service], demo_key: str) -> None:

@@ -42,17 +42,20 @@ def _rastro_up(
     """`rastro up` on tmp_path/state until it prints that it runs; killed if still alive."""
     log = tmp_path / "up.log"
     with log.open("wb") as out:
+        # Its own process group: if the test fails with the platform up, every child the
+        # supervisor started goes with it (killing the supervisor alone would orphan them).
         process = subprocess.Popen(
             [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,
         )
     try:
-        yield process, _wait_for("Rastro is running", log, process, timeout=90)
+        yield process, _wait_for("Rastro is running", log, process, timeout=240)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
 
 
@@ -81,16 +84,22 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         pytest.skip("starts the embedded warehouse itself")
     port = free_port()
     api_port = free_port()
+    dagster_port = free_port()
     env = {
         **os.environ,
         "RASTRO_WAREHOUSE_PORT": str(port),
         "RASTRO_WAREHOUSE_USERS": "default:",
         "RASTRO_API_PORT": str(api_port),
         "RASTRO_API_WORKERS": "1",
+        "RASTRO_DAGSTER_PORT": str(dagster_port),
     }
     env.pop("RASTRO_CLICKHOUSE_URL", None)
     with _rastro_up(tmp_path, env) as (process, printed):
         assert f"http://127.0.0.1:{port}" in printed
+        # The Dagster UI answers, with Rastro's definitions loaded.
+        assert f"http://127.0.0.1:{dagster_port}" in printed
+        with urlopen(f"http://127.0.0.1:{dagster_port}/server_info", timeout=10) as info:
+            assert "dagster_webserver_version" in info.read().decode()
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the warehouse runs as a child of the supervisor"
         migrations = _query(port, "SELECT count() FROM rastro.schema_migrations").strip()
@@ -161,13 +170,21 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         "RASTRO_WAREHOUSE_PORT": str(free_port()),  # must stay unused
         "RASTRO_API_PORT": str(free_port()),
         "RASTRO_API_WORKERS": "1",
+        "RASTRO_DAGSTER_PORT": str(free_port()),
     }
     client = client_for(server_url)
     try:
         with _rastro_up(tmp_path, env) as (process, printed):
             assert "warehouse: server at" in printed
             children = psutil.Process(process.pid).children()
-            assert sorted(child.cmdline()[-1] for child in children) == ["api", "ingest"]
+            # The API, the ingest job, Dagster's webserver and daemon; no warehouse.
+            commands = sorted(" ".join(child.cmdline()[-3:]) for child in children)
+            assert [command.split()[-1] for command in commands] == [
+                "api",
+                "ingest",
+                "orchestration.definitions",
+                "orchestration.definitions",
+            ], commands
             assert not (tmp_path / "state" / "warehouse").exists()
             assert client.command(f"SELECT count() FROM {database}.affiliates FINAL") == 3
             process.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ import re
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.deps import ERROR_RESPONSES, StateDep, StrictBody, TenantDep, require
 from api.store import Affiliate, Campaign, Link, host_allowed
@@ -27,6 +27,43 @@ class AffiliateCreate(StrictBody):
     country: str = Field("", pattern=r"^([A-Z]{2})?$")
 
 
+_RATE = r"^(0(\.\d{1,9})?|1(\.0{1,9})?)$"  # a fraction 0..1 as text, at most 9 decimals
+
+
+class CommissionTier(StrictBody):
+    min_monthly_conversions: int = Field(ge=1)
+    rate: str = Field(pattern=_RATE, description='e.g. "0.12" for 12%')
+
+
+class CommissionRule(StrictBody):
+    """One commission rule (docs/attribution.md, section 4). Validated here so that a typo
+    is a 422 for the merchant who made it, not a failed ledger build for everyone."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["percent", "flat"]
+    rate: str | None = Field(None, pattern=_RATE, description='percent: "0.10" for 10%')
+    amount_minor: int | None = Field(None, ge=0, le=10**12, description="flat, per conversion")
+    base: Literal["net", "amount"] = "net"
+    segment: str | None = Field(None, max_length=64)
+    affiliate_id: str | None = Field(None, max_length=64)
+    category: str | None = Field(None, max_length=128)
+    min_order_minor: int | None = Field(None, ge=0, le=10**15)
+    new_customers_only: bool = False
+    recurring_months: int = Field(0, ge=0, le=1200)
+    tiers: list[CommissionTier] = Field(default_factory=list, max_length=20)
+    cap_minor: int | None = Field(None, ge=0, le=10**15)
+
+    @model_validator(mode="after")
+    def _priced(self) -> CommissionRule:
+        if self.type == "percent" and (self.rate is None or self.amount_minor is not None):
+            raise ValueError("a percent rule has a rate and no amount_minor")
+        if self.type == "flat" and (self.amount_minor is None or self.rate is not None):
+            raise ValueError("a flat rule has an amount_minor and no rate")
+        if self.tiers and self.type != "percent":
+            raise ValueError("tiers raise a percent rule's rate")
+        return self
+
+
 class CampaignCreate(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     status: Literal["active", "paused"] = "active"
@@ -41,7 +78,15 @@ class CampaignCreate(StrictBody):
         "last_click", "first_click", "linear", "time_decay", "position_based", "data_driven"
     ] = "last_click"
     hold_days: int = Field(30, ge=0, le=365)
-    commission_rules: list[dict[str, object]] = Field(default_factory=list)
+    commission_rules: list[CommissionRule] = Field(default_factory=list, max_length=100)
+
+    @field_validator("commission_rules")
+    @classmethod
+    def _unique_rule_ids(cls, rules: list[CommissionRule]) -> list[CommissionRule]:
+        ids = [rule.id for rule in rules]
+        if len(ids) != len(set(ids)):
+            raise ValueError("commission rule ids must be unique within the terms")
+        return rules
 
     @field_validator("destination_domains")
     @classmethod
@@ -85,7 +130,12 @@ def list_affiliates(tenant: TenantDep) -> list[Affiliate]:
 
 @router.post("/campaigns", status_code=status.HTTP_201_CREATED)
 def create_campaign(body: CampaignCreate, tenant: TenantDep) -> Campaign:
-    return tenant.create_campaign(body.model_dump())
+    values = body.model_dump()
+    # Stored as the rules were written: fields left out stay out (the models apply defaults).
+    values["commission_rules"] = [
+        rule.model_dump(exclude_unset=True) for rule in body.commission_rules
+    ]
+    return tenant.create_campaign(values)
 
 
 @router.get("/campaigns")

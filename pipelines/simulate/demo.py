@@ -76,6 +76,8 @@ def demo_world(tenant_id: str, start_ms: int, end_ms: int) -> World:
         links=links,
         coupons=coupons,
         categories=("eletronicos", "casa", "moda"),
+        # The coupon site injects last-second clicks: the demo has fraud flags to review.
+        poacher=next(a for a in affiliates if a.name == "Cupom Certo"),
     )
     return World(seed=0, start_ms=start_ms, end_ms=end_ms, tenants=[tenant])
 

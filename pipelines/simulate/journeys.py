@@ -44,7 +44,15 @@ SECOND = 1000
 COOKIE_LOST = ("cookie_lost_url", "js_cookie_capped", "tag_blocked", "private_window")
 COOKIE_KEPT = ("direct", "cross_device_login", "cross_device_email")
 PATHS = COOKIE_LOST + COOKIE_KEPT
-FRAUD = ("self_referral", "click_spam", "cookie_stuffing", "fast_ctit", "coupon_leakage")
+FRAUD = (
+    "self_referral",
+    "click_spam",
+    "cookie_stuffing",
+    "fast_ctit",
+    "coupon_leakage",
+    "click_burst",
+    "conversion_burst",
+)
 PAID_MARKERS = ("gclid", "fbclid", "msclkid", "ttclid")
 MERCHANT_COUPON = "BEMVINDO10"
 UpdateKind = Literal[
@@ -88,6 +96,15 @@ class Mix:
     spam_visitors: float = 0.1  # of visitors: a click-spam pop-under among their clicks
     bot_journeys_per_conversion: float = 0.15
     stuffing_servers_per_conversion: float = 0.004
+    # Of self-referrals: the affiliate orders with another email from a browser of the device
+    # where they once logged in with their own (different cookies, no consent to join them).
+    self_referral_other_email: float = 0.5
+    # Affiliates whose traffic leaves their own history, on `burst_days` days each: bought
+    # clicks (the tenant's conversions times this, at least 30 a day) and fake orders through
+    # their own link (part of the tenant's converting journeys, none below 1 a day).
+    burst_days: int = 2
+    click_burst_per_conversion: float = 0.012
+    conversion_burst_per_conversion: float = 0.006
 
     def __post_init__(self) -> None:
         if not 0 <= self.cookie_lost_share <= 1:
@@ -250,6 +267,7 @@ class Planner:
         self._orders = 0
         self.order_prefix = "PED"  # order ids: PED-<tenant>-<n>
         self._self_referred: set[str] = set()
+        self._pending: list[Journey] = []  # journeys a converting journey brought along
         self._weights: dict[tuple[str, bool], tuple[list[Affiliate], list[float]]] = {}
 
     # -- small draws ---------------------------------------------------------------------------
@@ -493,9 +511,15 @@ class Planner:
         if rng.random() < mix.self_referral:
             self_referrer = self._self_referrer(tenant)
             if self_referrer is not None:
-                email = self_referrer.email_sha256
                 draft.fraud.append("self_referral")
                 add(draft.scenarios, "self_referral")
+                if rng.random() < mix.self_referral_other_email:
+                    # Another email, but the affiliate's own device: attribution cannot join
+                    # them (no shared identifier), the batch fraud rules can.
+                    add(draft.scenarios, "self_referral_other_email")
+                    self._pending.append(self._affiliate_at_home(tenant, buyer, self_referrer))
+                else:
+                    email = self_referrer.email_sha256
 
         clicked_owner = coupon.affiliate if coupon is not None and not leaked else None
         self._plan_clicks(tenant, draft, t_conv, coupon is not None, self_referrer, clicked_owner)
@@ -538,6 +562,28 @@ class Planner:
         chosen = self.rng.choice(candidates)
         self._self_referred.add(chosen.affiliate_id)
         return chosen
+
+    def _affiliate_at_home(self, tenant: Tenant, device: Browser, affiliate: Affiliate) -> Journey:
+        """The affiliate shopping as a customer, logged in with their own email, in another
+        browser of `device` (same address and agent), some weeks before. Consent unknown: no
+        device signature joins it to anything. A journey of its own: the truth must not
+        count the affiliate's email among the buyer's (the identity rules never see it)."""
+        home = self._twin(device, "unknown")
+        ts = self._uniform_ms(self.world.start_ms - 20 * DAY, self.world.start_ms)
+        cookie = self._cookie()
+        return Journey(
+            tenant,
+            [
+                Page(ts, home, "page_view", cookie, "/"),
+                Page(ts + self._uniform_ms(MINUTE, 5 * MINUTE), home, "identify", cookie,
+                     "/conta", email_sha256=affiliate.email_sha256),
+            ],
+        )  # fmt: skip
+
+    def pending(self) -> Iterator[Journey]:
+        """The journeys the last converting journey brought along (an affiliate at home)."""
+        while self._pending:
+            yield self._pending.pop(0)
 
     def _plan_clicks(
         self,
@@ -772,7 +818,15 @@ class Planner:
                     query=first.query,
                     repeat_of=first,
                 )
-            if first is not None and again is not None and self._clear_of_window(again, t_conv):
+            # Not in the last minutes before the order: a click seconds before checkout is
+            # what an injected click looks like (fast_ctit), and is labelled as one.
+            in_checkout = again is not None and t_conv - 2 * MINUTE < again.ts <= t_conv
+            if (
+                first is not None
+                and again is not None
+                and not in_checkout
+                and self._clear_of_window(again, t_conv)
+            ):
                 draft.clicks.append(again)
                 landing = next((p for p in draft.pages if p.click is first), None)
                 if tag and landing is not None:
@@ -913,17 +967,75 @@ class Planner:
             ts += self._uniform_ms(40 * SECOND, 150 * SECOND)
         return Journey(tenant, list(clicks))
 
+    def _burst_day(self) -> int:
+        """The start (UTC midnight) of a day at least 30 days into the period: the affiliate
+        has a history to leave by then."""
+        world = self.world
+        first = world.start_ms + 30 * DAY
+        ms = self._uniform_ms(first, max(first + DAY, world.end_ms - DAY))
+        return ms - ms % DAY
+
+    def click_burst(self, tenant: Tenant, size: int) -> Iterator[Journey]:
+        """A day of bought traffic on the burster's link: `size` visitors from addresses of
+        their own (no velocity flag), who land and leave."""
+        assert tenant.burster is not None
+        rng = self.rng
+        day = self._burst_day()
+        link = tenant.links[tenant.burster.affiliate_id, tenant.main.campaign_id]
+        for _ in range(size):
+            browser = self._browser(tenant, rng.choice(agents.PEOPLE), self._consent())
+            ts = day + self._uniform_ms(8 * HOUR, 22 * HOUR)
+            click = Click(ts, browser, link, browser.tracking_cookie, label="click_burst")
+            pages: list[Page] = []
+            self._landing(click, self._cookie(), pages, browse=False)
+            yield Journey(tenant, [click, *pages])
+
+    def conversion_burst(self, tenant: Tenant, size: int) -> Iterator[Journey]:
+        """A day of fake orders through the inflater's own link (stolen cards, bought
+        accounts): `size` buyers who click, land and order within the hour, half of them
+        charged back. Plain direct journeys: the rules credit them, the truth too."""
+        assert tenant.inflater is not None
+        rng = self.rng
+        day = self._burst_day()
+        link = tenant.links[tenant.inflater.affiliate_id, tenant.main.campaign_id]
+        for _ in range(size):
+            browser = self._browser(tenant, rng.choice(agents.PEOPLE), self._consent())
+            click_ts = day + self._uniform_ms(8 * HOUR, 22 * HOUR)
+            click = Click(
+                click_ts, browser, link, browser.tracking_cookie, label="conversion_burst"
+            )
+            cookie = self._cookie()
+            pages: list[Page] = []
+            self._landing(click, cookie, pages, browse=False)
+            customer_id, email = self._person()
+            order = self._order(tenant, click_ts + self._uniform_ms(16 * MINUTE, 50 * MINUTE),
+                                customer_id, email)  # fmt: skip
+            order.cookie, order.click = cookie, click
+            pages += self._checkout_pages(browser, cookie, order.ts, click)
+            order.scenario = "direct"
+            order.scenarios = ["direct", "conversion_burst"]
+            order.fraud_labels = ["conversion_burst"]
+            journey = Journey(tenant, [click, *pages, order])
+            if rng.random() < 0.5:
+                add(order.scenarios, "chargeback")
+                self._add_update(journey, order, "chargeback", order.amount_minor)
+            journey.steps.sort(key=lambda step: step.ts)
+            yield journey
+
 
 def plan(world: World, planner: Planner, conversions: int) -> Iterator[Journey]:
     """Every journey of the world, tenant by tenant: its share of the `conversions`
-    converting journeys, the visitors who do not buy, bots and cookie-stuffing servers."""
+    converting journeys (and what they bring along), the visitors who do not buy, bots,
+    cookie-stuffing servers, and the days of bought clicks and fake orders."""
     mix = planner.mix
     total = sum(tenant.weight for tenant in world.tenants)
     counts = [int(conversions * tenant.weight / total) for tenant in world.tenants]
     counts[0] += conversions - sum(counts)
     for tenant, count in zip(world.tenants, counts, strict=True):
-        for _ in range(count):
+        fake = 0 if tenant.inflater is None else round(count * mix.conversion_burst_per_conversion)
+        for _ in range(count - fake * mix.burst_days):
             yield planner.converting(tenant)
+            yield from planner.pending()
         for _ in range(round(count * mix.visitors_per_conversion)):
             yield planner.visitor(tenant)
         for _ in range(round(count * mix.bot_journeys_per_conversion)):
@@ -931,3 +1043,8 @@ def plan(world: World, planner: Planner, conversions: int) -> Iterator[Journey]:
         if tenant.stuffer is not None:
             for _ in range(round(count * mix.stuffing_servers_per_conversion)):
                 yield planner.stuffing(tenant)
+        for _ in range(mix.burst_days if tenant.burster is not None else 0):
+            size = max(30, round(count * mix.click_burst_per_conversion))
+            yield from planner.click_burst(tenant, size)
+        for _ in range(mix.burst_days if fake else 0):
+            yield from planner.conversion_burst(tenant, fake)

@@ -137,6 +137,7 @@ def simulate(settings: Settings, options: Options) -> Summary:
         finally:
             http_driver.close()
         records = dict(http_driver.counts)
+    recorder.record_roles(world)
     recorder.write(out)
     return summarize(out, world, recorder, records, began)
 

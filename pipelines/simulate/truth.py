@@ -26,7 +26,7 @@ from api.visitors import classify
 from ingest.enrich import paid_click_markers
 from ingest.velocity import DEFAULT_RULES, HOUR, MINUTE
 from pipelines.simulate.journeys import PATHS, Click, Journey, Order
-from pipelines.simulate.world import DAY, Affiliate, Campaign, Tenant, to_datetime
+from pipelines.simulate.world import DAY, Affiliate, Campaign, Tenant, World, to_datetime
 
 EPSILON = 1e-12
 
@@ -239,16 +239,56 @@ CLICKS_SCHEMA: dict[str, pl.DataType] = {
     "label": pl.String(),
     "is_bot": pl.Boolean(),
 }
+FRAUD_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "label": pl.String(),
+    "subject": pl.String(),  # order | affiliate
+    "order_id": pl.String(),  # "" for an affiliate's role
+    "affiliate_id": pl.String(),
+}
+
+
+def fraud_affiliates(journey: Journey, order: Order, label: str) -> set[str]:
+    """The affiliates committing the fraud `label` of an order: those whose clicks carry the
+    label, or for coupon_leakage the owners of the order's coupons the buyer never clicked."""
+    first = order.first or order
+    clicks = journey.clicks()
+    if label == "coupon_leakage":
+        clicked = {c.link.affiliate.affiliate_id for c in clicks if c.ts <= first.ts}
+        owners = (journey.tenant.coupon_owner(code) for code in first.coupons)
+        return {
+            owner.affiliate.affiliate_id
+            for owner in owners
+            if owner is not None and owner.affiliate.affiliate_id not in clicked
+        }
+    return {c.link.affiliate.affiliate_id for c in clicks if c.label == label}
 
 
 class TruthRecorder:
     """Collects the truth of each journey as it is driven; writes `orders.parquet` (one row
     per order: its scenarios, labels and expected payable credit) and `clicks.parquet` (one
-    row per click id: its affiliate, fraud label and whether it is a bot's)."""
+    row per click id: its affiliate, fraud label and whether it is a bot's) and
+    `fraud.parquet` (one row per fraud label of an order and affiliate committing it, and
+    per affiliate playing a fraud role)."""
 
     def __init__(self) -> None:
         self.orders: dict[str, list[Any]] = {name: [] for name in ORDERS_SCHEMA}
         self.clicks: dict[str, list[Any]] = {name: [] for name in CLICKS_SCHEMA}
+        self.fraud: dict[str, list[Any]] = {name: [] for name in FRAUD_SCHEMA}
+
+    def _fraud_row(
+        self, tenant_id: str, label: str, subject: str, order_id: str, affiliate_id: str
+    ) -> None:
+        for name, value in zip(
+            FRAUD_SCHEMA, (tenant_id, label, subject, order_id, affiliate_id), strict=True
+        ):
+            self.fraud[name].append(value)
+
+    def record_roles(self, world: World) -> None:
+        """The affiliates of `world` playing a fraud role, one row per role."""
+        for tenant in world.tenants:
+            for label, affiliate in tenant.fraud_roles():
+                self._fraud_row(tenant.tenant_id, label, "affiliate", "", affiliate.affiliate_id)
 
     def record(self, journey: Journey, email_hash: Mapping[str, str]) -> None:
         tenant_id = journey.tenant.tenant_id
@@ -268,6 +308,9 @@ class TruthRecorder:
             )
             orders["converted_at"].append(to_datetime(order.ts))
             orders["renewal_number"].append(order.renewal_number)
+            for label in dict.fromkeys(order.fraud_labels):
+                for affiliate_id in sorted(fraud_affiliates(journey, order, label)):
+                    self._fraud_row(tenant_id, label, "order", order.order_id, affiliate_id)
         clicks = self.clicks
         for click in journey.clicks():
             if click.repeat_of is None:  # a repeat is the same click id
@@ -283,11 +326,16 @@ class TruthRecorder:
     def clicks_frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.clicks, schema=CLICKS_SCHEMA)
 
+    def fraud_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.fraud, schema=FRAUD_SCHEMA)
+
     def write(self, out: Path) -> tuple[Path, Path]:
+        """Writes the three files; returns the orders' and the clicks'."""
         out.mkdir(parents=True, exist_ok=True)
         orders, clicks = out / "orders.parquet", out / "clicks.parquet"
         self.orders_frame().write_parquet(orders)
         self.clicks_frame().write_parquet(clicks)
+        self.fraud_frame().write_parquet(out / "fraud.parquet")
         return orders, clicks
 
 

@@ -96,6 +96,7 @@ class Affiliate:
     email_sha256: str  # of the affiliate's email; "" when unknown
     email_hash: str  # the same, keyed per tenant as the edge keys buyers' emails
     weight: float  # relative popularity: share of the clicks it gets
+    payout_fingerprint: str = ""  # keyed hash of its payout account; "" when none is set
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,21 @@ class Tenant:
     spammer: Affiliate | None = None  # click spamming
     stuffer: Affiliate | None = None  # cookie stuffing
     poacher: Affiliate | None = None  # last-second click injection (fast CTIT)
+    burster: Affiliate | None = None  # bought traffic: days of clicks far above its history
+    inflater: Affiliate | None = None  # fake orders: days of conversions far above its history
+    payout_ring: tuple[Affiliate, ...] = ()  # accounts of one person sharing a payout account
+
+    def fraud_roles(self) -> list[tuple[str, Affiliate]]:
+        """(label, affiliate) of every affiliate playing a fraud role."""
+        roles = [
+            ("click_spam", self.spammer),
+            ("cookie_stuffing", self.stuffer),
+            ("fast_ctit", self.poacher),
+            ("click_burst", self.burster),
+            ("conversion_burst", self.inflater),
+        ]
+        found = [(label, affiliate) for label, affiliate in roles if affiliate is not None]
+        return found + [("shared_payout_details", affiliate) for affiliate in self.payout_ring]
 
     @property
     def main(self) -> Campaign:
@@ -376,6 +392,13 @@ def build_world(
             )
         links, coupons = _links(rng, tenant_id, slug, anchor, affiliates, campaigns)
         approved = [a for a in affiliates if a.status == "approved"]
+        ring = tuple(affiliates[i] for i in _ring(spec.affiliates))
+        # A click spammer lives off its spam: a small partner (its own traffic is little),
+        # so that what it earns is mostly the spam's (where the windows let spam earn).
+        spammer = _role(approved, "cashback", 10, ring)
+        stuffer = _role(approved, "content", 4)
+        poacher = _role(approved, "coupon_sites", 5)
+        taken = (*ring, spammer, stuffer, poacher)
         tenants.append(
             Tenant(
                 tenant_id=tenant_id,
@@ -392,9 +415,14 @@ def build_world(
                 categories=spec.categories,
                 subscriptions=spec.subscriptions,
                 # Mid-popularity affiliates: the top ones carry priorities in some campaigns.
-                spammer=_role(approved, "cashback", 3),
-                stuffer=_role(approved, "content", 4),
-                poacher=_role(approved, "coupon_sites", 5),
+                spammer=spammer,
+                stuffer=stuffer,
+                poacher=poacher,
+                burster=_role(approved, "influencers", 6, taken),
+                # The biggest content partner: its daily conversion rate is steady enough
+                # for a burst of fake orders to stand out (and be found).
+                inflater=_role(approved, "content", 0, taken),
+                payout_ring=ring,
             )
         )
     return World(seed=seed, start_ms=start_ms, end_ms=end_ms, tenants=tenants)
@@ -408,6 +436,10 @@ def _affiliates(
         segment = SEGMENTS[i % len(SEGMENTS)] if i < 8 else rng.choice(SEGMENTS)
         name = f"{_KINDS[segment]} {_FIRST_NAMES[i % len(_FIRST_NAMES)]} {i + 1}"
         sha = email_sha256(f"afiliado{i + 1}@{slug}.example.com")
+        # Payout accounts (no draw from `rng`: the rest of the world stays as it was). Every
+        # seventh affiliate has not set one; the ring's accounts, near the tail, share one.
+        ring = i in _ring(spec.affiliates)
+        account = "" if i % 7 == 6 and not ring else f"{slug}-conta-{'anel' if ring else i + 1}"
         out.append(
             Affiliate(
                 affiliate_id=stable_uuid7(anchor, f"{tenant_id}-affiliate-{i}"),
@@ -418,9 +450,21 @@ def _affiliates(
                 email_sha256=sha,
                 email_hash=keys.email_hash(tenant_id, sha),
                 weight=1.0 / (i + 1) ** 0.8,  # a few big partners, a long tail
+                payout_fingerprint=payout_fingerprint(tenant_id, account) if account else "",
             )
         )
     return out
+
+
+def _ring(affiliates: int) -> range:
+    """The indices of the affiliates sharing one payout account: tail accounts (one person
+    signing up several times), never the suspended last one."""
+    return range(affiliates - (4 if affiliates >= 25 else 3), affiliates - 1)
+
+
+def payout_fingerprint(tenant_id: str, account: str) -> str:
+    """What `affiliates.payout_fingerprint` holds: a keyed hash of the normalised account."""
+    return hashlib.sha256(f"payout:{tenant_id}:{account.strip().lower()}".encode()).hexdigest()
 
 
 def _links(
@@ -458,10 +502,17 @@ def _links(
     return links, coupons
 
 
-def _role(affiliates: list[Affiliate], segment: str, near: int) -> Affiliate | None:
-    """An affiliate of `segment` close to popularity rank `near` (None if there is none)."""
-    candidates = [a for a in affiliates[near:] if a.segment == segment] or [
-        a for a in affiliates if a.segment == segment
+def _role(
+    affiliates: list[Affiliate],
+    segment: str,
+    near: int,
+    taken: Sequence[Affiliate | None] = (),
+) -> Affiliate | None:
+    """An affiliate of `segment` close to popularity rank `near` (None if there is none),
+    other than those `taken` by another role."""
+    free = [a for a in affiliates if a not in taken]
+    candidates = [a for a in free[near:] if a.segment == segment] or [
+        a for a in free if a.segment == segment
     ]
     return candidates[0] if candidates else None
 
@@ -516,6 +567,8 @@ def config_rows(world: World) -> dict[str, list[dict[str, Any]]]:
                     "segment": affiliate.segment,
                     "email_hash": affiliate.email_hash,
                     "country": "BR",
+                    "payout_method": "pix" if affiliate.payout_fingerprint else "",
+                    "payout_fingerprint": affiliate.payout_fingerprint,
                     **stamps,
                 }
             )

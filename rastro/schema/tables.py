@@ -843,6 +843,117 @@ PAYOUT_ITEMS = Table(
     order_by=("tenant_id", "commission_id", "payout_id"),
 )
 
+# -- operations: written by the batch jobs (issue 6), read by ops, the API and the ledger -------
+
+FRAUD_FLAGS = Table(
+    name="fraud_flags",
+    comment=(
+        "One row per fraud rule that fired on a subject (a click, a conversion, a commission "
+        "or an affiliate), with its evidence; re-detection replaces the row (same flag_id)"
+    ),
+    columns=(
+        TENANT_ID,
+        Column(
+            "flag_id", "String", "Hash of (tenant, rule, subject): the same finding, the same id"
+        ),
+        Column(
+            "rule",
+            "LowCardinality(String)",
+            "self_referral | fast_ctit | late_conversions | cookie_stuffing | click_outlier | "
+            "conversion_rate_outlier | coupon_leakage | shared_payout_details",
+        ),
+        Column(
+            "subject_kind", "LowCardinality(String)", "click | conversion | commission | affiliate"
+        ),
+        Column("subject_id", "String", "The flagged click, conversion, commission or affiliate"),
+        Column("affiliate_id", "String", "The affiliate concerned"),
+        Column(
+            "commission_id",
+            "String",
+            "The commission put on hold for review; empty when the flag holds none",
+        ),
+        Column("severity", "LowCardinality(String)", "suspicious | likely"),
+        Column("evidence", "String", "JSON object: the facts that fired the rule"),
+        Column("threshold", "String", "The rule's threshold as configured, e.g. 'ctit < 5 s'"),
+        Column("flagged_at", "DateTime64(3, 'UTC')", "When the rule last found it"),
+        Column("run_id", "String", "The detection run that found it (a Dagster run id)"),
+    ),
+    engine="ReplacingMergeTree(flagged_at)",
+    partition_by="toYYYYMM(flagged_at)",
+    order_by=("tenant_id", "rule", "subject_id"),
+)
+
+RECONCILIATION_DIFFERENCES = Table(
+    name="reconciliation_differences",
+    comment=(
+        "One row per difference a reconciliation found (per check, day, currency and key); "
+        "a later run that finds it again replaces it, and records found_at"
+    ),
+    columns=(
+        TENANT_ID,
+        Column(
+            "check_name",
+            "LowCardinality(String)",
+            "orders_vs_reported | ledger_vs_orders | log_vs_warehouse",
+        ),
+        Column("day", "Date", "The day (UTC) the compared facts belong to"),
+        Column("currency", "LowCardinality(String)", "ISO 4217 code; empty when not money"),
+        Column(
+            "key", "String", "What differs: a metric (orders, gross, refunds) or an id (order, ...)"
+        ),
+        Column("expected", "Int64", "What the reference says (the merchant, the orders, the log)"),
+        Column("actual", "Int64", "What Rastro has"),
+        Column("details", "String", "JSON object with the context of the difference"),
+        Column("found_at", "DateTime64(3, 'UTC')", "When the run found it"),
+        Column("run_id", "String", "The reconciliation run that found it"),
+    ),
+    engine="ReplacingMergeTree(found_at)",
+    partition_by="toYYYYMM(day)",
+    order_by=("tenant_id", "check_name", "day", "currency", "key"),
+)
+
+MERCHANT_REPORTS = Table(
+    name="merchant_reports",
+    comment=(
+        "One row per day and currency of a merchant's own order totals (its platform's "
+        "report), the reference orders are reconciled against; latest report wins"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("day", "Date", "The day (UTC) the totals are for"),
+        Column("currency", "LowCardinality(String)", "ISO 4217 code of the amounts"),
+        Column("source", "LowCardinality(String)", "Where the report came from: api | import"),
+        Column("orders", "UInt64", "Orders the merchant counts that day"),
+        Column("gross_minor", "Int64", "Their total amount, in minor units"),
+        Column("refunds_minor", "Int64", "Refunds that day, in minor units (positive)"),
+        Column("reported_at", "DateTime64(3, 'UTC')", "When the merchant sent it"),
+    ),
+    engine="ReplacingMergeTree(reported_at)",
+    partition_by="toYYYYMM(day)",
+    order_by=("tenant_id", "day", "currency", "source"),
+)
+
+PAYOUT_BATCHES = Table(
+    name="payout_batches",
+    comment=(
+        "One row per affiliate and currency in a prepared payout batch: the approved, unpaid "
+        "commissions to pay; paying them writes payout_items"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("batch_id", "String", "The batch (one preparation run, per tenant)"),
+        Column("affiliate_id", "String", "affiliates.id to pay"),
+        Column("currency", "LowCardinality(String)", "ISO 4217 code of amount_minor"),
+        Column("amount_minor", "Int64", "Total to pay: the approved balance of the commissions"),
+        Column("commission_ids", "Array(String)", "The commissions the amount pays"),
+        Column("payout_method", "LowCardinality(String)", "The affiliate's method when prepared"),
+        Column("prepared_at", "DateTime64(3, 'UTC')", "When the batch was prepared"),
+    ),
+    engine="ReplacingMergeTree(prepared_at)",
+    partition_by="toYYYYMM(prepared_at)",
+    order_by=("tenant_id", "batch_id", "affiliate_id", "currency"),
+)
+
 # -- bookkeeping ----------------------------------------------------------------------------------
 
 SCHEMA_MIGRATIONS = Table(

@@ -61,6 +61,31 @@ def test_create_and_list_affiliates_and_campaigns(app: TestClient, tenant: Tenan
     assert listed["Black Friday"]["terms_version"] == 1
 
 
+def test_commission_rules_are_stored_as_written(app: TestClient, tenant: TenantFixture) -> None:
+    rules = [
+        {"id": "base", "type": "percent", "rate": "0.10"},
+        {"id": "vip", "type": "percent", "rate": "0.15", "segment": "influencers",
+         "tiers": [{"min_monthly_conversions": 50, "rate": "0.18"}], "cap_minor": 50000},
+        {"id": "signup", "type": "flat", "amount_minor": 2000, "new_customers_only": True},
+    ]  # fmt: skip
+    created = app.post(
+        "/v1/campaigns",
+        headers=tenant.auth,
+        json={"name": "Regras", "destination_domains": ["a.com"], "commission_rules": rules},
+    )
+    assert created.status_code == 201, created.text
+    listed = {c["name"]: c for c in app.get("/v1/campaigns", headers=tenant.auth).json()}
+    # Fields left out stay out: the dbt models apply the documented defaults.
+    assert listed["Regras"]["commission_rules"] == rules
+
+
+_PERCENT: dict[str, object] = {"id": "r", "type": "percent", "rate": "0.1"}
+
+
+def _rules(*rules: dict[str, object]) -> dict[str, object]:
+    return {"name": "x", "destination_domains": ["a.com"], "commission_rules": list(rules)}
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -69,6 +94,13 @@ def test_create_and_list_affiliates_and_campaigns(app: TestClient, tenant: Tenan
         ({"name": "x", "destination_domains": ["a.com"], "click_id_param": "a b"}, "pattern"),
         ({"name": "x", "destination_domains": ["a.com"], "attribution_window_days": 0}, "1"),
         ({"name": "x", "destination_domains": ["a.com"], "surprise": 1}, "Extra inputs"),
+        (_rules({"id": "r", "type": "percent"}), "a percent rule has a rate"),
+        (_rules({"id": "r", "type": "percent", "rate": "10%"}), "pattern"),
+        (_rules({"id": "r", "type": "percent", "rate": "1.5"}), "pattern"),
+        (_rules({"id": "r", "type": "flat", "rate": "0.1"}), "a flat rule has an amount_minor"),
+        (_rules({"id": "r", "type": "percent", "rate": "0.1", "sgment": "x"}), "Extra inputs"),
+        (_rules({"id": "r", "type": "bonus", "rate": "0.1"}), "percent"),
+        (_rules(_PERCENT, _PERCENT), "must be unique"),
     ],
 )
 def test_campaign_validation(

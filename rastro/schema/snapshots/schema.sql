@@ -367,3 +367,74 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(paid_at)
 ORDER BY (tenant_id, commission_id, payout_id)
 COMMENT 'One row per commission paid in a payout; a commission is paid at most once (later reversals become clawbacks in the ledger)';
+
+-- 0005_operations
+CREATE TABLE IF NOT EXISTS rastro.fraud_flags
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    flag_id String COMMENT 'Hash of (tenant, rule, subject): the same finding, the same id',
+    rule LowCardinality(String) COMMENT 'self_referral | fast_ctit | late_conversions | cookie_stuffing | click_outlier | conversion_rate_outlier | coupon_leakage | shared_payout_details',
+    subject_kind LowCardinality(String) COMMENT 'click | conversion | commission | affiliate',
+    subject_id String COMMENT 'The flagged click, conversion, commission or affiliate',
+    affiliate_id String COMMENT 'The affiliate concerned',
+    commission_id String COMMENT 'The commission put on hold for review; empty when the flag holds none',
+    severity LowCardinality(String) COMMENT 'suspicious | likely',
+    evidence String COMMENT 'JSON object: the facts that fired the rule',
+    threshold String COMMENT 'The rule\'s threshold as configured, e.g. \'ctit < 5 s\'',
+    flagged_at DateTime64(3, 'UTC') COMMENT 'When the rule last found it',
+    run_id String COMMENT 'The detection run that found it (a Dagster run id)'
+)
+ENGINE = ReplacingMergeTree(flagged_at)
+PARTITION BY toYYYYMM(flagged_at)
+ORDER BY (tenant_id, rule, subject_id)
+COMMENT 'One row per fraud rule that fired on a subject (a click, a conversion, a commission or an affiliate), with its evidence; re-detection replaces the row (same flag_id)';
+
+CREATE TABLE IF NOT EXISTS rastro.reconciliation_differences
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    check_name LowCardinality(String) COMMENT 'orders_vs_reported | ledger_vs_orders | log_vs_warehouse',
+    day Date COMMENT 'The day (UTC) the compared facts belong to',
+    currency LowCardinality(String) COMMENT 'ISO 4217 code; empty when not money',
+    key String COMMENT 'What differs: a metric (orders, gross, refunds) or an id (order, ...)',
+    expected Int64 COMMENT 'What the reference says (the merchant, the orders, the log)',
+    actual Int64 COMMENT 'What Rastro has',
+    details String COMMENT 'JSON object with the context of the difference',
+    found_at DateTime64(3, 'UTC') COMMENT 'When the run found it',
+    run_id String COMMENT 'The reconciliation run that found it'
+)
+ENGINE = ReplacingMergeTree(found_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (tenant_id, check_name, day, currency, key)
+COMMENT 'One row per difference a reconciliation found (per check, day, currency and key); a later run that finds it again replaces it, and records found_at';
+
+CREATE TABLE IF NOT EXISTS rastro.merchant_reports
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    day Date COMMENT 'The day (UTC) the totals are for',
+    currency LowCardinality(String) COMMENT 'ISO 4217 code of the amounts',
+    source LowCardinality(String) COMMENT 'Where the report came from: api | import',
+    orders UInt64 COMMENT 'Orders the merchant counts that day',
+    gross_minor Int64 COMMENT 'Their total amount, in minor units',
+    refunds_minor Int64 COMMENT 'Refunds that day, in minor units (positive)',
+    reported_at DateTime64(3, 'UTC') COMMENT 'When the merchant sent it'
+)
+ENGINE = ReplacingMergeTree(reported_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (tenant_id, day, currency, source)
+COMMENT 'One row per day and currency of a merchant\'s own order totals (its platform\'s report), the reference orders are reconciled against; latest report wins';
+
+CREATE TABLE IF NOT EXISTS rastro.payout_batches
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    batch_id String COMMENT 'The batch (one preparation run, per tenant)',
+    affiliate_id String COMMENT 'affiliates.id to pay',
+    currency LowCardinality(String) COMMENT 'ISO 4217 code of amount_minor',
+    amount_minor Int64 COMMENT 'Total to pay: the approved balance of the commissions',
+    commission_ids Array(String) COMMENT 'The commissions the amount pays',
+    payout_method LowCardinality(String) COMMENT 'The affiliate\'s method when prepared',
+    prepared_at DateTime64(3, 'UTC') COMMENT 'When the batch was prepared'
+)
+ENGINE = ReplacingMergeTree(prepared_at)
+PARTITION BY toYYYYMM(prepared_at)
+ORDER BY (tenant_id, batch_id, affiliate_id, currency)
+COMMENT 'One row per affiliate and currency in a prepared payout batch: the approved, unpaid commissions to pay; paying them writes payout_items';

@@ -1,0 +1,45 @@
+"""Rastro's Dagster definitions, loaded once per test session against the warehouse under
+test: the settings they read (RASTRO_*) point at a database of their own."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rastro.schema.migrate import migrate
+from tests.conftest import client_for
+
+
+@pytest.fixture(scope="session")
+def orchestration_database(warehouse_url: str) -> Iterator[str]:
+    database = f"test_orch_{uuid.uuid4().hex[:12]}"
+    admin = client_for(warehouse_url)
+    migrate(admin, database)
+    yield database
+    admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def definitions(
+    warehouse_url: str, orchestration_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """orchestration.definitions.defs, with the environment it decides from set first."""
+    state: Path = tmp_path_factory.mktemp("orchestration")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RASTRO_CLICKHOUSE_URL", warehouse_url)
+        patch.setenv("RASTRO_CLICKHOUSE_DATABASE", orchestration_database)
+        patch.setenv("RASTRO_DATA_DIR", str(state))
+        patch.setenv("DAGSTER_HOME", str(state / "dagster"))
+        (state / "dagster").mkdir()
+        (state / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        from orchestration.defs import environment
+
+        environment.settings.cache_clear()
+        module = importlib.import_module("orchestration.definitions")
+        yield module.defs
