@@ -31,15 +31,14 @@ def definitions(
 ) -> Iterator[Any]:
     """orchestration.definitions.defs, with the environment it decides from set first."""
     state: Path = tmp_path_factory.mktemp("orchestration")
+    # The settings are read (and cached) when the definitions are imported; the variables
+    # are set for that moment only, so that no other test sees them.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RASTRO_CLICKHOUSE_URL", warehouse_url)
         patch.setenv("RASTRO_CLICKHOUSE_DATABASE", orchestration_database)
         patch.setenv("RASTRO_DATA_DIR", str(state))
-        patch.setenv("DAGSTER_HOME", str(state / "dagster"))
-        (state / "dagster").mkdir()
-        (state / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         from orchestration.defs import environment
 
         environment.settings.cache_clear()
         module = importlib.import_module("orchestration.definitions")
-        yield module.defs
+    yield module.defs
