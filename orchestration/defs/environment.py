@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.dbt import dbt_env
-from rastro.settings import Settings, get_settings
+from rastro.settings import Settings
 from rastro.warehouse.client import connect
 
 
@@ -27,7 +27,9 @@ class Warehouse(dg.ConfigurableResource[Any]):
 
 @cache
 def settings() -> Settings:
-    return get_settings()
+    """Read once per process (like get_settings, but a cache of its own, which the tests
+    clear before loading the definitions against their warehouse)."""
+    return Settings()
 
 
 def warehouse() -> Warehouse:

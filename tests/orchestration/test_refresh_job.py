@@ -95,6 +95,28 @@ def test_refresh_runs_every_model_and_a_failed_blocking_check_stops_the_ledger(
     )
     assert batch["amount_minor"].value == approved
 
+    # A blocking great-expectations check on the marts: fct_attributions corrupted (a payable
+    # credit counted twice), then that check and the ledger step alone. The check fails and
+    # the ledger does not advance; the next full refresh rebuilds the mart.
+    client.command(
+        "INSERT INTO fct_attributions SELECT * FROM fct_attributions WHERE is_payable = 1 LIMIT 1"
+    )
+    from orchestration.defs.dbt.assets import LEDGER_MODELS  # loaded by `definitions`
+
+    subset = definitions.resolve_job_def("attribution_refresh_job").get_subset(
+        asset_selection={dg.AssetKey([model]) for model in LEDGER_MODELS},
+        asset_check_selection={
+            dg.AssetCheckKey(dg.AssetKey(["fct_attributions"]), "attribution_splits_exact")
+        },
+    )
+    blocked = subset.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    [evaluation] = blocked.get_asset_check_evaluations()
+    assert evaluation.check_name == "attribution_splits_exact" and not evaluation.passed
+    assert not _materialized(blocked)
+    assert client.command("SELECT count() FROM fct_ledger_entries") == entries
+
     # A campaign's new terms with a rule the models cannot price: the dbt test fails, and
     # neither the commissions nor the ledger advance in that run.
     tenant, campaign = client.query(

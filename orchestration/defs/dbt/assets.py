@@ -71,8 +71,9 @@ class RastroTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if spec.key == dg.AssetKey([LEDGER_MODELS[0]]):
             # The ledger reads the holds fraud detection writes (commission_decisions): in a
-            # run with both, fraud detection goes first.
-            spec = spec.merge_attributes(deps=[FRAUD_FLAGS])
+            # run with both, fraud detection goes first. And it books what the attributions
+            # credit: a failed blocking check on fct_attributions must stop it.
+            spec = spec.merge_attributes(deps=[FRAUD_FLAGS, dg.AssetKey(["fct_attributions"])])
         return spec
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
