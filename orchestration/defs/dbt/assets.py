@@ -2,7 +2,7 @@
 
 Two multi-assets, so that Python checks can run between them: `attribution_models`
 (everything up to fct_commissions) and `ledger_models` (the replay, the append-only ledger
-and the balances). A blocking check on fct_commissions that fails in a run therefore stops
+and the balances). A blocking check on fct_attributions that fails in a run therefore stops
 the ledger from advancing in that run, and dbt's own tests stop their downstream models
 (`dbt build` skips what depends on a failed test)."""
 
