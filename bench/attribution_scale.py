@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as `python bench/attribution_scale.py`
 from bench.warehouse import endpoint_running, machine, print_table, wait_for_merges
 from pipelines.dbt import run_dbt
 from rastro.schema.migrate import migrate
+from rastro.warehouse.client import insert_rows
 
 TENANT = "bench"
 DAYS = 90
@@ -128,19 +129,16 @@ FROM {db}.conversions WHERE cityHash64(order_id) % 20 = 0
 """
 
 
-def insert_rows(client: Any, database: str, table: str, rows: list[dict[str, Any]]) -> None:
+def insert_config(client: Any, database: str, table: str, rows: list[dict[str, Any]]) -> None:
     stamps = {"created_at": START, "updated_at": START, "version": 1}
     rows = [{"tenant_id": TENANT, **row, **stamps} for row in rows]
-    columns = list(rows[0])
-    client.insert(
-        table, [[row[c] for c in columns] for row in rows], column_names=columns, database=database
-    )
+    insert_rows(client, table, rows, database)
 
 
 def write_config(client: Any, database: str) -> None:
     """Two campaigns (last click 30 days; position based 60 days with a VIP rule), 200
     affiliates with a link each, 10 of them with a coupon."""
-    insert_rows(
+    insert_config(
         client,
         database,
         "campaigns",
@@ -161,7 +159,7 @@ def write_config(client: Any, database: str) -> None:
             )
         ],
     )
-    insert_rows(
+    insert_config(
         client,
         database,
         "affiliates",
@@ -177,7 +175,7 @@ def write_config(client: Any, database: str) -> None:
         ],
     )
     link = {"affiliate_id": "", "campaign_id": "", "status": "active"}
-    insert_rows(
+    insert_config(
         client,
         database,
         "links",

@@ -14,7 +14,7 @@ from typing import Any
 from rastro.ids import stable_uuid7
 from rastro.keys import KEY_PREFIX, display_prefix, hash_api_key
 from rastro.settings import Settings
-from rastro.warehouse.client import connect
+from rastro.warehouse.client import connect, insert_rows
 
 log = logging.getLogger("rastro.demo")
 
@@ -39,13 +39,6 @@ def _stamps() -> dict[str, Any]:
     return {"created_at": SEEDED_AT, "updated_at": SEEDED_AT, "version": VERSION}
 
 
-def _insert(client: Any, database: str, table: str, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    client.insert(
-        table, [[row[c] for c in columns] for row in rows], column_names=columns, database=database
-    )
-
-
 def demo_api_key(settings: Settings) -> str:
     """The demo tenant's admin key: stable for an installation (derived from its secret), so
     re-seeding keeps it, and unknowable without that secret."""
@@ -58,10 +51,8 @@ def demo_api_key(settings: Settings) -> str:
 def seed_demo(settings: Settings) -> str:
     """Writes the demo tenant's configuration; returns its admin API key."""
     client = connect(settings, database=settings.clickhouse_database)
-    database = settings.clickhouse_database
-    _insert(
+    insert_rows(
         client,
-        database,
         "tenants",
         [
             {
@@ -74,9 +65,8 @@ def seed_demo(settings: Settings) -> str:
             }
         ],
     )
-    _insert(
+    insert_rows(
         client,
-        database,
         "merchants",
         [
             {
@@ -93,9 +83,8 @@ def seed_demo(settings: Settings) -> str:
             }
         ],
     )
-    _insert(
+    insert_rows(
         client,
-        database,
         "campaigns",
         [
             {
@@ -160,12 +149,11 @@ def seed_demo(settings: Settings) -> str:
                     **_stamps(),
                 }
             )
-    _insert(client, database, "affiliates", affiliates)
-    _insert(client, database, "links", links)
+    insert_rows(client, "affiliates", affiliates)
+    insert_rows(client, "links", links)
     key = demo_api_key(settings)
-    _insert(
+    insert_rows(
         client,
-        database,
         "api_keys",
         [
             {

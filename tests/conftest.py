@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,19 @@ def client_for(url: str, **kwargs: Any) -> Any:
         secure=parts.scheme == "https",
         **kwargs,
     )
+
+
+@contextmanager
+def migrated_database(warehouse_url: str, prefix: str) -> Iterator[str]:
+    """A fresh database with Rastro's schema (every migration), dropped afterwards."""
+    from rastro.schema.migrate import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = client_for(warehouse_url)
+    migrate(admin, name)
+    yield name
+    admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+    admin.close()
 
 
 @pytest.fixture

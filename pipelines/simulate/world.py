@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from rastro.ids import stable_uuid7
 from rastro.settings import Settings
+from rastro.warehouse.client import insert_rows
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -617,12 +618,6 @@ def write_config(client: Any, database: str, world: World) -> dict[str, int]:
     """Insert the world's configuration rows; returns the row count per table."""
     counts = {}
     for table, rows in config_rows(world).items():
-        columns = list(rows[0])
-        client.insert(
-            table,
-            [[row[c] for c in columns] for row in rows],
-            column_names=columns,
-            database=database,
-        )
+        insert_rows(client, table, rows, database)
         counts[table] = len(rows)
     return counts

@@ -3,6 +3,7 @@ the embedded endpoint or to a ClickHouse server, whichever the settings name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,3 +25,15 @@ def connect(settings: Settings, database: str | None = None, **kwargs: Any) -> A
         database=database or "",
         **kwargs,
     )
+
+
+def insert_rows(
+    client: Any, table: str, rows: Sequence[Mapping[str, Any]], database: str | None = None
+) -> None:
+    """Inserts rows given as dicts of column -> value: one insert per set of columns, so a
+    column a row leaves out gets the table's default."""
+    batches: dict[tuple[str, ...], list[list[Any]]] = {}
+    for row in rows:
+        batches.setdefault(tuple(row), []).append(list(row.values()))
+    for columns, values in batches.items():
+        client.insert(table, values, column_names=list(columns), database=database)

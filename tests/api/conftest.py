@@ -21,20 +21,15 @@ from starlette.testclient import TestClient
 
 from api.main import create_app
 from api.store import ConfigStore
-from rastro.schema.migrate import migrate
 from rastro.settings import Settings
-from tests.conftest import client_for
+from tests.conftest import migrated_database
 from tests.endpoint import free_port
 
 
 @pytest.fixture(scope="session")
 def api_database(warehouse_url: str) -> Iterator[str]:
-    name = f"rastro_api_{uuid.uuid4().hex[:10]}"
-    client = client_for(warehouse_url)
-    migrate(client, name)
-    yield name
-    client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-    client.close()
+    with migrated_database(warehouse_url, "rastro_api") as name:
+        yield name
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,9 @@ from api.main import create_app
 from api.state import EdgeState
 from rastro.contracts import Click, Event, IdentityLink, PageEvent, decode, encode
 from rastro.eventlog import LogReader, Offset
-from rastro.schema.migrate import migrate
 from rastro.settings import Settings
 from tests.api.conftest import TenantFixture, make_tenant
-from tests.conftest import client_for
+from tests.conftest import migrated_database
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +88,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def browser_database(warehouse_url: str) -> Iterator[str]:
-    name = f"rastro_browser_{uuid.uuid4().hex[:10]}"
-    client = client_for(warehouse_url)
-    migrate(client, name)
-    yield name
-    client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-    client.close()
+    with migrated_database(warehouse_url, "rastro_browser") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

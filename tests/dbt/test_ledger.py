@@ -22,6 +22,7 @@ import pytest
 
 from pipelines.dbt import run_dbt
 from rastro.schema.migrate import migrate
+from rastro.warehouse.client import insert_rows
 
 BUILD_TIMEOUT = 600  # seconds; the whole project builds in well under a minute
 TENANT = "t-ledger"
@@ -46,13 +47,6 @@ LEDGER_COLUMNS = (
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def insert(client: Any, table: str, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    client.insert(
-        table, [[row[column] for column in columns] for row in rows], column_names=columns
-    )
 
 
 def row_version(ts: str) -> dict[str, Any]:
@@ -161,7 +155,7 @@ ANA_O3 = "conv-o-3:aff-ana"
 
 
 def land_first_batch(client: Any) -> None:
-    insert(
+    insert_rows(
         client,
         "campaigns",
         [
@@ -169,11 +163,13 @@ def land_first_batch(client: Any) -> None:
             campaign_terms(2, "2024-04-01 00:00", None, RULES_V2),
         ],
     )
-    insert(client, "affiliates", [affiliate("aff-ana", "influencers"), affiliate("aff-leo", "")])
-    insert(
+    insert_rows(
+        client, "affiliates", [affiliate("aff-ana", "influencers"), affiliate("aff-leo", "")]
+    )
+    insert_rows(
         client, "links", [link("link-ana", "ANA", "aff-ana"), link("link-leo", "LEO", "aff-leo")]
     )
-    insert(
+    insert_rows(
         client,
         "clicks",
         [
@@ -182,7 +178,7 @@ def land_first_batch(client: Any) -> None:
             click("clk-3", "2024-04-09 08:00", "aff-ana", "link-ana", "ANA"),
         ],
     )
-    insert(
+    insert_rows(
         client,
         "conversions",
         [
@@ -193,10 +189,10 @@ def land_first_batch(client: Any) -> None:
         ],
     )
     # A quarter of o-1 is refunded: a quarter of its commission is reversed (225).
-    insert(
+    insert_rows(
         client, "order_updates", [order_update("rf-1", "o-1", "2024-02-20 08:00", "refund", 2500)]
     )
-    insert(
+    insert_rows(
         client,
         "payout_items",
         [
@@ -215,7 +211,7 @@ def land_first_batch(client: Any) -> None:
 
 
 def land_second_batch(client: Any) -> None:
-    insert(
+    insert_rows(
         client,
         "conversions",
         [
@@ -226,10 +222,10 @@ def land_second_batch(client: Any) -> None:
         ],
     )
     # o-2 is refunded by R$ 50.00 after its commission was paid: a clawback of 450.
-    insert(
+    insert_rows(
         client, "order_updates", [order_update("rf-2", "o-2", "2024-04-05 10:00", "refund", 5000)]
     )
-    insert(
+    insert_rows(
         client,
         "commission_decisions",
         [

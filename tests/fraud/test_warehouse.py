@@ -22,6 +22,7 @@ import pytest
 from pipelines.dbt import run_dbt
 from pipelines.fraud import Thresholds, detect, record
 from rastro.schema.migrate import migrate
+from rastro.warehouse.client import insert_rows
 from tests.conftest import client_for
 
 TENANT = "t-fraud"
@@ -41,16 +42,6 @@ def at(when: str) -> datetime:
 
 def stamps() -> dict[str, Any]:
     return {"created_at": at("-30 00:00"), "updated_at": at("-30 00:00"), "version": 1}
-
-
-def insert(client: Any, table: str, rows: list[dict[str, Any]]) -> None:
-    columns = sorted({column for row in rows for column in row})
-    defaults = {"consent": "unknown"}
-    client.insert(
-        table,
-        [[row.get(c, defaults.get(c, "")) for c in columns] for row in rows],
-        column_names=columns,
-    )
 
 
 def click(
@@ -129,7 +120,7 @@ def order(
 
 
 def land(client: Any) -> None:
-    insert(
+    insert_rows(
         client,
         "campaigns",
         [
@@ -152,7 +143,7 @@ def land(client: Any) -> None:
             }
         ],
     )
-    insert(
+    insert_rows(
         client,
         "affiliates",
         [
@@ -179,12 +170,12 @@ def land(client: Any) -> None:
         {"tenant_id": TENANT, "id": "coupon-influ", "kind": "coupon", "code": "INFLU10",
          "affiliate_id": "influ", "campaign_id": "camp-1", "status": "active", **stamps()}
     )  # fmt: skip
-    insert(client, "links", links)
+    insert_rows(client, "links", links)
     stuffing = [
         click(f"k-stuff-{n}", f"4 03:{n:02d}", "stuffer", f"fresh-{n}", ip="ip-server")
         for n in range(12)
     ]
-    insert(
+    insert_rows(
         client,
         "clicks",
         [
@@ -206,8 +197,8 @@ def land(client: Any) -> None:
         page("pe-self", "15 10:00:02", "buy-tag", click_id="k-self", ip="ip-home",
              agent="UA-home"),
     ]  # fmt: skip
-    insert(client, "page_events", pages)
-    insert(
+    insert_rows(client, "page_events", pages)
+    insert_rows(
         client,
         "conversions",
         [

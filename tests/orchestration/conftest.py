@@ -4,25 +4,19 @@ test: the settings they read (RASTRO_*) point at a database of their own."""
 from __future__ import annotations
 
 import importlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rastro.schema.migrate import migrate
-from tests.conftest import client_for
+from tests.conftest import migrated_database
 
 
 @pytest.fixture(scope="session")
 def orchestration_database(warehouse_url: str) -> Iterator[str]:
-    database = f"test_orch_{uuid.uuid4().hex[:12]}"
-    admin = client_for(warehouse_url)
-    migrate(admin, database)
-    yield database
-    admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
-    admin.close()
+    with migrated_database(warehouse_url, "test_orch") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rastro.warehouse.client import insert_rows
+
 TENANT = "t-quality"
 BRL = "BRL"
 
@@ -24,15 +26,6 @@ def at(text: str | datetime) -> datetime:
     if isinstance(text, datetime):
         return text
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def insert(client: Any, table: str, rows: list[dict[str, Any]]) -> None:
-    """Rows as dicts; a column a row leaves out gets its default (one insert per column set)."""
-    batches: dict[tuple[str, ...], list[list[Any]]] = {}
-    for row in rows:
-        batches.setdefault(tuple(row), []).append(list(row.values()))
-    for columns, values in batches.items():
-        client.insert(table, values, column_names=list(columns))
 
 
 def rows(client: Any, sql: str) -> list[tuple[Any, ...]]:
@@ -206,9 +199,9 @@ def build_balances(client: Any) -> None:
 
 def land_clean_marts(client: Any) -> None:
     create_marts(client)
-    insert(client, "fct_attributions", CLEAN_ATTRIBUTIONS)
-    insert(client, "fct_commissions", CLEAN_COMMISSIONS)
-    insert(client, "fct_ledger_entries", CLEAN_LEDGER)
+    insert_rows(client, "fct_attributions", CLEAN_ATTRIBUTIONS)
+    insert_rows(client, "fct_commissions", CLEAN_COMMISSIONS)
+    insert_rows(client, "fct_ledger_entries", CLEAN_LEDGER)
     build_balances(client)
 
 

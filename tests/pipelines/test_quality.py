@@ -19,6 +19,7 @@ from pipelines.quality import (
     check_marts,
 )
 from rastro.schema.migrate import migrate
+from rastro.warehouse.client import insert_rows
 from tests.pipelines.helpers import (
     ANA_O1,
     BRL,
@@ -29,7 +30,6 @@ from tests.pipelines.helpers import (
     build_balances,
     conversion,
     entry,
-    insert,
     land_clean_marts,
     order_update,
 )
@@ -91,7 +91,7 @@ def clean_landing() -> dict[str, list[dict[str, Any]]]:
 def land(client: Any, data: dict[str, list[dict[str, Any]]]) -> None:
     for table, table_rows in data.items():
         if table_rows:
-            insert(client, table, table_rows)
+            insert_rows(client, table, table_rows)
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -243,9 +243,9 @@ def test_dead_letter_rate_warns_above_its_threshold(client: Any, database: str) 
         "payload": b'{"type": "click"}',
         "log_partition": 0,
     }
-    insert(client, "dead_letters", [{**dead, "log_offset": offset} for offset in (16, 99)])
+    insert_rows(client, "dead_letters", [{**dead, "log_offset": offset} for offset in (16, 99)])
     # A replayed dead letter (same log position) counts once.
-    insert(client, "dead_letters", [{**dead, "log_offset": 99}])
+    insert_rows(client, "dead_letters", [{**dead, "log_offset": 99}])
 
     results = by_name(check_landing(client, database, NOW))
 
@@ -286,7 +286,7 @@ def test_mart_checks_pass_on_clean_data(client: Any, database: str) -> None:
 
 
 def ledger_with(client: Any, *extra: dict[str, Any]) -> None:
-    insert(client, "fct_ledger_entries", list(extra))
+    insert_rows(client, "fct_ledger_entries", list(extra))
     build_balances(client)  # the dimension follows the ledger, as dbt rebuilds it
 
 
@@ -294,7 +294,7 @@ PLANTED_MARTS: list[tuple[str, str, Any]] = [
     (
         "shares sum to 1.1",
         "attribution_splits_exact",
-        lambda client: insert(
+        lambda client: insert_rows(
             client,
             "fct_attributions",
             [attribution("conv-o-3", "linear", "aff-ana", 1.1, 5000, 5000)],
@@ -303,7 +303,7 @@ PLANTED_MARTS: list[tuple[str, str, Any]] = [
     (
         "a cent lost in the split",
         "attribution_splits_exact",
-        lambda client: insert(
+        lambda client: insert_rows(
             client,
             "fct_attributions",
             [
@@ -336,7 +336,7 @@ PLANTED_MARTS: list[tuple[str, str, Any]] = [
     (
         "balances not rebuilt after a new entry",
         "balances_match_ledger",
-        lambda client: insert(
+        lambda client: insert_rows(
             client,
             "fct_ledger_entries",
             [entry("conv-o-4:aff-ana", "accrual", "2024-05-03", 50, 50, 0, 0, 0, "conv-o-4")],

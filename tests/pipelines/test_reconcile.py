@@ -27,6 +27,7 @@ from rastro.contracts import Click, PageEvent, encode
 from rastro.eventlog import LogReader, LogWriter, Offset, Record
 from rastro.eventlog.format import segment_name
 from rastro.schema.migrate import migrate
+from rastro.warehouse.client import insert_rows
 from tests.pipelines.helpers import (
     ANA_O3,
     BRL,
@@ -38,7 +39,6 @@ from tests.pipelines.helpers import (
     conversion,
     create_marts,
     entry,
-    insert,
     order_update,
     rows,
 )
@@ -80,7 +80,7 @@ def report(day: date, currency: str, orders: int, gross: int, refunds: int, **ex
 
 def land_orders(client: Any) -> None:
     migrate(client, client.database)
-    insert(
+    insert_rows(
         client,
         "conversions",
         [
@@ -93,9 +93,9 @@ def land_orders(client: Any) -> None:
         ],
     )
     # A replayed event (the same event twice) counts once.
-    insert(client, "conversions", [conversion("o-3", 1, "2024-02-11 00:00", 20000, 18000)])
-    insert(client, "order_updates", [order_update("rf-1", "o-1", "2024-02-11 14:00", 2500)])
-    insert(
+    insert_rows(client, "conversions", [conversion("o-3", 1, "2024-02-11 00:00", 20000, 18000)])
+    insert_rows(client, "order_updates", [order_update("rf-1", "o-1", "2024-02-11 14:00", 2500)])
+    insert_rows(
         client,
         "merchant_reports",
         [
@@ -127,12 +127,12 @@ def test_orders_agree_with_the_report(client: Any, database: str) -> None:
 PLANTED_ORDERS: list[tuple[str, Callable[[Any], None], list[tuple[Any, ...]]]] = [
     (
         "an order Rastro never received",
-        lambda client: insert(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)]),
+        lambda client: insert_rows(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)]),
         [(D2, BRL, "gross", 25000, 20000), (D2, BRL, "orders", 2, 1)],
     ),
     (
         "a wrong gross",
-        lambda client: insert(
+        lambda client: insert_rows(
             client,
             "conversions",
             [conversion("o-1", 3, "2024-02-10 09:00", 9100, 8000)],  # the report says 9000
@@ -141,19 +141,19 @@ PLANTED_ORDERS: list[tuple[str, Callable[[Any], None], list[tuple[Any, ...]]]] =
     ),
     (
         "a refund Rastro never received",
-        lambda client: insert(client, "merchant_reports", [report(D2, BRL, 1, 20000, 4000)]),
+        lambda client: insert_rows(client, "merchant_reports", [report(D2, BRL, 1, 20000, 4000)]),
         [(D2, BRL, "refunds", 4000, 2500)],
     ),
     (
         "an order in a currency the merchant did not report that day",
-        lambda client: insert(
+        lambda client: insert_rows(
             client, "conversions", [conversion("o-6", 1, "2024-02-10 12:00", 500, 500, "EUR")]
         ),
         [(D1, "EUR", "gross", 0, 500), (D1, "EUR", "orders", 0, 1)],
     ),
     (
         "a reported currency Rastro has nothing in",
-        lambda client: insert(client, "merchant_reports", [report(D1, "ARS", 1, 100, 0)]),
+        lambda client: insert_rows(client, "merchant_reports", [report(D1, "ARS", 1, 100, 0)]),
         [(D1, "ARS", "gross", 100, 0), (D1, "ARS", "orders", 1, 0)],
     ),
 ]
@@ -188,7 +188,7 @@ def test_orders_differences_are_found(
 
 def test_orders_outside_the_range_are_not_compared(client: Any, database: str) -> None:
     land_orders(client)
-    insert(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)])
+    insert_rows(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)])
 
     assert reconcile_orders_vs_reported(
         client, database, run_id=RUN, now=NOW, since=D1, until=D1
@@ -197,7 +197,7 @@ def test_orders_outside_the_range_are_not_compared(client: Any, database: str) -
 
 def test_written_differences_are_idempotent_per_run(client: Any, database: str) -> None:
     land_orders(client)
-    insert(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)])
+    insert_rows(client, "merchant_reports", [report(D2, BRL, 2, 25000, 2500)])
 
     first = reconcile_orders(client)
     again = reconcile_orders(client)  # the same run, retried
@@ -226,7 +226,7 @@ LEDGER_CLOCK = at("2024-04-30 23:59:59")
 def land_ledger(client: Any, ledger: list[dict[str, Any]] = CLEAN_LEDGER) -> None:
     migrate(client, client.database)
     create_marts(client)
-    insert(
+    insert_rows(
         client,
         "conversions",
         [
@@ -236,8 +236,8 @@ def land_ledger(client: Any, ledger: list[dict[str, Any]] = CLEAN_LEDGER) -> Non
             conversion("o-3", 1, "2024-04-10 12:00", 5000, 5000),
         ],
     )
-    insert(client, "fct_commissions", CLEAN_COMMISSIONS)
-    insert(client, "fct_ledger_entries", ledger)
+    insert_rows(client, "fct_commissions", CLEAN_COMMISSIONS)
+    insert_rows(client, "fct_ledger_entries", ledger)
 
 
 def reconcile_ledger(client: Any, ledger_as_of: datetime = LEDGER_CLOCK) -> pl.DataFrame:
@@ -249,7 +249,7 @@ def reconcile_ledger(client: Any, ledger_as_of: datetime = LEDGER_CLOCK) -> pl.D
 def test_ledger_agrees_with_the_orders(client: Any, database: str) -> None:
     land_ledger(client)
     # A commission that earns nothing has no accrual, and needs none.
-    insert(client, "fct_commissions", [commission("conv-o-1:aff-bia", "2024-02-10 12:00", 0)])
+    insert_rows(client, "fct_commissions", [commission("conv-o-1:aff-bia", "2024-02-10 12:00", 0)])
 
     assert reconcile_ledger(client).is_empty()
     assert stored(client) == []
@@ -348,7 +348,7 @@ def write_log(root: Path, payloads: list[bytes]) -> list[Record]:
 
 
 def land_click(client: Any, record: Record, tenant: str) -> None:
-    insert(
+    insert_rows(
         client,
         "clicks",
         [
@@ -367,7 +367,7 @@ def land_click(client: Any, record: Record, tenant: str) -> None:
 
 
 def land_page_view(client: Any, record: Record) -> None:
-    insert(
+    insert_rows(
         client,
         "page_events",
         [
@@ -385,7 +385,7 @@ def land_page_view(client: Any, record: Record) -> None:
 
 
 def dead_letter(client: Any, record: Record, tenant: str) -> None:
-    insert(
+    insert_rows(
         client,
         "dead_letters",
         [
