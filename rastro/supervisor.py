@@ -8,6 +8,7 @@ dies on its own, the others are stopped too, so a half-running platform never li
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -57,6 +58,12 @@ def _wait_ready(service: Service, timeout: float) -> None:
     raise RuntimeError(f"{service.name} did not become ready within {timeout:.0f} s")
 
 
+def _signal_group(leader: int, signum: signal.Signals) -> None:
+    """Sends a signal to a service's process group (its leader and what it started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signum)
+
+
 class Supervisor:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -65,11 +72,14 @@ class Supervisor:
 
     def start(self, service: Service, ready_timeout: float = 120.0) -> None:
         log.info("starting %s: %s", service.name, " ".join(service.argv))
-        # SIGINT restored: a child started from a non-interactive shell would ignore it.
+        # SIGINT restored: a child started from a non-interactive shell would ignore it. Each
+        # service leads a process group of its own, so that stopping it also stops what it
+        # started (Dagster's daemon launches a process per run).
         service.process = subprocess.Popen(
             service.argv,
             env=self.env,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            start_new_session=True,
         )
         self.services.append(service)
         _wait_ready(service, ready_timeout)
@@ -80,13 +90,14 @@ class Supervisor:
             if process is None or process.poll() is not None:
                 continue
             log.info("stopping %s (pid %s)", service.name, process.pid)
-            process.terminate()
+            _signal_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0f s: killing it", service.name, STOP_TIMEOUT)
-                process.kill()
-                process.wait()
+            # Whatever of its group outlived it (or all of it, after the timeout).
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
 
     def wait(self) -> int:
         """Blocks until a signal arrives (0) or a child dies on its own (1)."""

@@ -42,21 +42,24 @@ def _rastro_up(
     """`rastro up` on tmp_path/state until it prints that it runs; killed if still alive."""
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        # Its own process group: if the test fails with the platform up, every child the
-        # supervisor started goes with it (killing the supervisor alone would orphan them).
         process = subprocess.Popen(
             [sys.executable, "-m", "rastro.cli", "up", "--data-dir", str(tmp_path / "state")],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,
         )
     try:
         yield process, _wait_for("Rastro is running", log, process, timeout=240)
     finally:
+        # A test that failed with the platform up: the supervisor stops its services (each
+        # in a process group of its own, which killing the supervisor would orphan).
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
+            process.terminate()
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
 
 
 def _query(port: int, sql: str) -> str:
