@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.state import EdgeState
-from api.store import Principal, TenantConfig
+from api.store import Principal, TenantScope
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rk_...`")
 
@@ -60,11 +60,12 @@ def require(*scopes: str) -> Any:
     return Depends(check)
 
 
-def _tenant(principal: PrincipalDep, state: StateDep) -> TenantConfig:
-    return state.store.for_tenant(principal.tenant_id)
+def _scope(principal: PrincipalDep, state: StateDep) -> TenantScope:
+    return state.store.for_principal(principal)
 
 
-TenantDep = Annotated[TenantConfig, Depends(_tenant)]
+# The caller's data: its tenant's, and for an affiliate key or user only its affiliate's.
+ScopeDep = Annotated[TenantScope, Depends(_scope)]
 
 
 class StrictBody(BaseModel):

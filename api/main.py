@@ -17,7 +17,18 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from api import redirect
-from api.routes import config, conversions, events
+from api import console
+from api.routes import (
+    access,
+    affiliates,
+    commissions,
+    config,
+    conversions,
+    events,
+    payouts,
+    reports,
+    webhooks,
+)
 from api.state import EdgeState
 from rastro.settings import Settings, get_settings
 
@@ -66,9 +77,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.edge = state
-    app.include_router(config.router)
-    app.include_router(conversions.router)
-    app.include_router(events.router)
+    for module in (
+        config,
+        affiliates,
+        access,
+        conversions,
+        events,
+        reports,
+        commissions,
+        payouts,
+        webhooks,
+    ):
+        app.include_router(module.router)
+    app.include_router(console.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

@@ -9,8 +9,10 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from api.auth import Users
 from api.idempotency import IdempotencyIndex
 from api.store import CACHE_TTL_S, ConfigStore, TtlCache
+from rastro.crypto import Vault
 from rastro.eventlog import LogWriter
 from rastro.settings import Settings
 
@@ -19,6 +21,8 @@ class EdgeState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = ConfigStore(settings)
+        self.users = Users(self.store)
+        self.vault = Vault(settings)
         # The tag's per-tenant settings (api/routes/events.py), like the store's link cache.
         self.tag_settings = TtlCache(CACHE_TTL_S, max_entries=10_000)
         self._log: LogWriter | None = None

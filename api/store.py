@@ -1,8 +1,11 @@
 """The configuration the tracking edge needs (tenants, API keys, affiliates, campaigns,
 links), kept in the warehouse's configuration tables and cached where the hot paths read it.
 
-Tenancy lives here, not in the handlers: a handler gets a `TenantConfig` for the caller's
-tenant, and every query it can run is already filtered by that tenant.
+Tenancy lives here, not in the handlers: a handler gets a `TenantScope` for the caller's
+tenant (and, for an affiliate, the caller's affiliate), and every query it runs is filtered
+by the warehouse itself: `additional_table_filters` adds `tenant_id = <the caller's>` to
+every read of every table that has a tenant_id column, whatever the SQL says. A handler that
+forgets its WHERE clause still reads only its own tenant's rows.
 
 Caches are per worker process. A link created on another worker is not in this worker's
 cache: a miss reads the warehouse, so a new link resolves at once on every worker. A paused
@@ -17,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel
@@ -25,9 +28,11 @@ from pydantic import AfterValidator, BaseModel
 from rastro.ids import uuid7
 from rastro.keys import display_prefix, hash_api_key, new_api_key, new_link_code
 from rastro.settings import Settings
-from rastro.warehouse.client import connect
+from rastro.warehouse.client import connect, insert_rows
+from rastro.warehouse.sql import quote_literal
 
 CACHE_TTL_S = 30.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _utc(value: datetime) -> datetime:
@@ -39,10 +44,13 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Principal(BaseModel):
-    """Who is calling: an API key of a tenant, with its scopes."""
+    """Who is calling: an API key or a console user of a tenant, with its scopes (a user's
+    role is its one scope). An affiliate principal sees only its own affiliate's rows."""
 
     tenant_id: str
-    key_id: str
+    actor_kind: Literal["api_key", "user"] = "api_key"
+    actor_id: str
+    actor_name: str = ""
     scopes: list[str]
     affiliate_id: str | None = None
 
@@ -177,6 +185,7 @@ class ConfigStore:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._keys = TtlCache(CACHE_TTL_S)
+        self._scoped_tables = TtlCache(CACHE_TTL_S)
         self.links = TtlCache(CACHE_TTL_S)
 
     @property
@@ -195,8 +204,10 @@ class ConfigStore:
     def insert(self, table: str, row: dict[str, Any]) -> None:
         self.client.insert(table, [list(row.values())], column_names=list(row))
 
-    def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        result = self.client.query(sql, parameters=parameters)
+    def rows(
+        self, sql: str, settings: dict[str, Any] | None = None, **parameters: Any
+    ) -> list[dict[str, Any]]:
+        result = self.client.query(sql, parameters=parameters, settings=settings)
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
     # -- tenants and keys ----------------------------------------------------------------
@@ -231,7 +242,7 @@ class ConfigStore:
         if principal is not None:
             return principal
         rows = self.rows(
-            "SELECT tenant_id, id, scopes, affiliate_id FROM api_keys FINAL "
+            "SELECT tenant_id, id, name, scopes, affiliate_id FROM api_keys FINAL "
             "WHERE key_hash = {h:String} AND revoked_at IS NULL "
             "AND (expires_at IS NULL OR expires_at > now64(3))",
             h=key_hash,
@@ -241,15 +252,37 @@ class ConfigStore:
         row = rows[0]
         principal = Principal(
             tenant_id=row["tenant_id"],
-            key_id=row["id"],
+            actor_id=row["id"],
+            actor_name=row["name"],
             scopes=list(row["scopes"]),
             affiliate_id=row["affiliate_id"],
         )
         self._keys.put(key_hash, principal)
         return principal
 
-    def for_tenant(self, tenant_id: str) -> TenantConfig:
-        return TenantConfig(self, tenant_id)
+    def for_tenant(self, tenant_id: str, affiliate_id: str | None = None) -> TenantScope:
+        """The data of one tenant; with `affiliate_id`, only what that affiliate may see."""
+        return TenantScope(self, tenant_id, affiliate_id)
+
+    def for_principal(self, principal: Principal) -> TenantScope:
+        return TenantScope(self, principal.tenant_id, principal.affiliate_id)
+
+    def scoped_columns(self) -> dict[str, frozenset[str]]:
+        """Table -> which of tenant_id, affiliate_id it has, for every table of Rastro's
+        database (the dbt models included). Refreshed every CACHE_TTL_S, so tables dbt
+        creates after this process started are filtered too."""
+        cached: dict[str, frozenset[str]] | None = self._scoped_tables.get("tables")
+        if cached is not None:
+            return cached
+        rows = self.rows(
+            "SELECT table, groupArray(name) AS columns FROM system.columns "
+            "WHERE database = {db:String} AND name IN ('tenant_id', 'affiliate_id') "
+            "GROUP BY table",
+            db=self.settings.clickhouse_database,
+        )
+        tables = {row["table"]: frozenset(row["columns"]) for row in rows}
+        self._scoped_tables.put("tables", tables)
+        return tables
 
     # -- the redirect's lookup -------------------------------------------------------------
 
@@ -303,30 +336,73 @@ class ConfigStore:
         return resolved
 
 
-class TenantConfig:
-    """One tenant's configuration: every read and write is already scoped to it."""
+class TenantScope:
+    """One tenant's data (or one affiliate's within it): every read and write is scoped.
 
-    def __init__(self, store: ConfigStore, tenant_id: str) -> None:
+    Reads go through `rows`, which makes the warehouse filter every table with a tenant_id
+    column to this tenant and, for an affiliate scope, every table with an affiliate_id
+    column (and `affiliates` by its id) to this affiliate. `{tenant:String}` and
+    `{affiliate:String}` are bound in every query too, for the SQL's own clauses. Writes go
+    through `insert`, which sets tenant_id itself."""
+
+    def __init__(self, store: ConfigStore, tenant_id: str, affiliate_id: str | None = None) -> None:
+        for value in (tenant_id, affiliate_id or "x"):
+            if not _SAFE_ID.fullmatch(value):
+                raise ValueError(f"not an id: {value!r}")
         self._store = store
         self.tenant_id = tenant_id
+        self.affiliate_id = affiliate_id
 
-    def _rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        return self._store.rows(sql, tenant=self.tenant_id, **parameters)
+    @property
+    def settings(self) -> Settings:
+        return self._store.settings
 
-    def _insert(self, table: str, row: dict[str, Any], at: datetime) -> None:
-        self._store.insert(
-            table,
-            {
-                "tenant_id": self.tenant_id,
-                **row,
-                "updated_at": at,
-                "version": _version(at),
-            },
+    def _table_filters(self) -> str:
+        """The `additional_table_filters` map: {'db.table': 'tenant_id = ...', ...}."""
+        database = self._store.settings.clickhouse_database
+        tenant = f"tenant_id = {quote_literal(self.tenant_id)}"
+        filters = {}
+        for table, columns in self._store.scoped_columns().items():
+            conditions = [tenant] if "tenant_id" in columns else []
+            if self.affiliate_id is not None:
+                affiliate = quote_literal(self.affiliate_id)
+                if "affiliate_id" in columns:
+                    conditions.append(f"affiliate_id = {affiliate}")
+                elif table == "affiliates":
+                    conditions.append(f"id = {affiliate}")
+            if conditions:
+                filters[f"{database}.{table}"] = " AND ".join(conditions)
+        entries = ", ".join(
+            f"{quote_literal(table)}: {quote_literal(condition)}"
+            for table, condition in sorted(filters.items())
         )
+        return "{" + entries + "}"
+
+    def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        """The rows of a query, as dicts, seen through this scope."""
+        return self._store.rows(
+            sql,
+            settings={"additional_table_filters": self._table_filters()},
+            tenant=self.tenant_id,
+            affiliate=self.affiliate_id or "",
+            **parameters,
+        )
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Appends rows to a table of this tenant (tenant_id is set here)."""
+        insert_rows(
+            self._store.client, table, [{**row, "tenant_id": self.tenant_id} for row in rows]
+        )
+
+    def write_version(self, table: str, row: dict[str, Any], at: datetime | None = None) -> None:
+        """Writes a new version of a row of a configuration table (ReplacingMergeTree on
+        version): the highest version wins, so this is how rows are created and changed."""
+        at = at or _now()
+        self.insert(table, [{**row, "updated_at": at, "version": _version(at)}])
 
     def create_api_key(self, name: str, scopes: list[str], affiliate_id: str | None = None) -> str:
         key, now = new_api_key(), _now()
-        self._insert(
+        self.write_version(
             "api_keys",
             {
                 "id": uuid7(),
@@ -344,7 +420,7 @@ class TenantConfig:
         return key
 
     def tenant(self) -> Tenant:
-        rows = self._rows(
+        rows = self.rows(
             "SELECT tenant_id, name, status, default_currency, timezone, created_at "
             "FROM tenants FINAL WHERE tenant_id = {tenant:String}"
         )
@@ -352,12 +428,12 @@ class TenantConfig:
 
     def status(self) -> str | None:
         """The tenant's status (active, suspended, closed), None if there is no such tenant."""
-        rows = self._rows("SELECT status FROM tenants FINAL WHERE tenant_id = {tenant:String}")
+        rows = self.rows("SELECT status FROM tenants FINAL WHERE tenant_id = {tenant:String}")
         return str(rows[0]["status"]) if rows else None
 
     def merchant_domains(self) -> list[tuple[str, tuple[str, ...]]]:
         """(merchant id, its host names) of the tenant's active stores."""
-        rows = self._rows(
+        rows = self.rows(
             "SELECT id, domains FROM merchants FINAL WHERE tenant_id = {tenant:String} "
             "AND is_deleted = 0 AND status = 'active' ORDER BY id"
         )
@@ -365,7 +441,7 @@ class TenantConfig:
 
     def create_merchant(self, name: str, domains: list[str], platform: str = "custom") -> str:
         merchant_id, now = uuid7(), _now()
-        self._insert(
+        self.write_version(
             "merchants",
             {
                 "id": merchant_id,
@@ -394,20 +470,20 @@ class TenantConfig:
             country=country,
             created_at=now,
         )
-        self._insert("affiliates", affiliate.model_dump(), now)
+        self.write_version("affiliates", affiliate.model_dump(), now)
         return affiliate
 
     def affiliates(self) -> list[Affiliate]:
         return [
             Affiliate(**row)
-            for row in self._rows(
+            for row in self.rows(
                 "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
                 "FINAL WHERE tenant_id = {tenant:String} ORDER BY id"
             )
         ]
 
     def affiliate(self, affiliate_id: str) -> Affiliate | None:
-        rows = self._rows(
+        rows = self.rows(
             "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
             "FINAL WHERE tenant_id = {tenant:String} AND id = {id:String}",
             id=affiliate_id,
@@ -421,7 +497,7 @@ class TenantConfig:
         )
         row = campaign.model_dump()
         row["commission_rules"] = json.dumps(row["commission_rules"])
-        self._insert("campaigns", {**row, "valid_to": None, "conflict_rules": "{}"}, now)
+        self.write_version("campaigns", {**row, "valid_to": None, "conflict_rules": "{}"}, now)
         return campaign
 
     _CAMPAIGN_COLUMNS = (
@@ -432,7 +508,7 @@ class TenantConfig:
 
     def campaigns(self, campaign_id: str | None = None) -> list[Campaign]:
         """The terms in force of each campaign (the latest version already valid)."""
-        rows = self._rows(
+        rows = self.rows(
             f"SELECT {self._CAMPAIGN_COLUMNS} FROM campaigns FINAL "
             "WHERE tenant_id = {tenant:String} AND is_deleted = 0 AND valid_from <= now64(3) "
             "AND ({id:String} = '' OR campaign_id = {id:String}) "
@@ -446,7 +522,7 @@ class TenantConfig:
     def allowed_hosts(self, campaign: Campaign) -> frozenset[str]:
         if campaign.destination_domains:
             return frozenset(d.lower() for d in campaign.destination_domains)
-        rows = self._rows(
+        rows = self.rows(
             "SELECT groupArrayArray(domains) AS domains FROM merchants FINAL "
             "WHERE tenant_id = {tenant:String} AND is_deleted = 0"
         )
@@ -467,7 +543,7 @@ class TenantConfig:
             created_at=now,
             **{f"sub{i + 1}": value for i, value in enumerate(subs)},
         )
-        self._insert("links", link.model_dump(), now)
+        self.write_version("links", link.model_dump(), now)
         self._store.links.drop(link.code)
         return link
 
@@ -479,7 +555,7 @@ class TenantConfig:
     def links(
         self, affiliate_id: str | None = None, limit: int = 100, after: str = ""
     ) -> list[Link]:
-        rows = self._rows(
+        rows = self.rows(
             f"SELECT {self._LINK_COLUMNS} FROM links FINAL WHERE tenant_id = {{tenant:String}} "
             "AND is_deleted = 0 AND ({aff:String} = '' OR affiliate_id = {aff:String}) "
             "AND id > {after:String} ORDER BY id LIMIT {limit:UInt32}",

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     fallback_url: str = "http://127.0.0.1:8000/link-unavailable"
     # Derives tenant-scoped keys (IP hashes, email hashes). Set your own outside dev.
     secret_key: SecretStr = SecretStr(_DEV_SECRET)
+    # Keys that encrypt secrets at rest (payout details, webhook secrets): comma-separated
+    # "id:base64 of 32 bytes", the first encrypts, all decrypt (rotation). Unset: one key
+    # derived from secret_key (dev and tests).
+    encryption_keys: SecretStr | None = None
     # Comma-separated proxy addresses whose X-Forwarded-For is believed; empty: none.
     trusted_proxies: str = ""
     # Prometheus /metrics of the ingest job on 127.0.0.1; unset: metrics only in the logs.

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from api.deps import ERROR_RESPONSES, StateDep, StrictBody, TenantDep, require
+from api.deps import ERROR_RESPONSES, ScopeDep, StateDep, StrictBody, require
 from api.store import Affiliate, Campaign, Link, host_allowed
 
 router = APIRouter(
@@ -119,17 +119,17 @@ class LinkList(BaseModel):
 
 
 @router.post("/affiliates", status_code=status.HTTP_201_CREATED)
-def create_affiliate(body: AffiliateCreate, tenant: TenantDep) -> Affiliate:
+def create_affiliate(body: AffiliateCreate, tenant: ScopeDep) -> Affiliate:
     return tenant.create_affiliate(body.display_name, body.segment, body.country)
 
 
 @router.get("/affiliates")
-def list_affiliates(tenant: TenantDep) -> list[Affiliate]:
+def list_affiliates(tenant: ScopeDep) -> list[Affiliate]:
     return tenant.affiliates()
 
 
 @router.post("/campaigns", status_code=status.HTTP_201_CREATED)
-def create_campaign(body: CampaignCreate, tenant: TenantDep) -> Campaign:
+def create_campaign(body: CampaignCreate, tenant: ScopeDep) -> Campaign:
     values = body.model_dump()
     # Stored as the rules were written: fields left out stay out (the models apply defaults).
     values["commission_rules"] = [
@@ -139,7 +139,7 @@ def create_campaign(body: CampaignCreate, tenant: TenantDep) -> Campaign:
 
 
 @router.get("/campaigns")
-def list_campaigns(tenant: TenantDep) -> list[Campaign]:
+def list_campaigns(tenant: ScopeDep) -> list[Campaign]:
     return tenant.campaigns()
 
 
@@ -148,7 +148,7 @@ def _public(link: Link, state: StateDep) -> LinkPublic:
 
 
 @router.post("/links", status_code=status.HTTP_201_CREATED)
-def create_link(body: LinkCreate, tenant: TenantDep, state: StateDep) -> LinkPublic:
+def create_link(body: LinkCreate, tenant: ScopeDep, state: StateDep) -> LinkPublic:
     if tenant.affiliate(body.affiliate_id) is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -174,7 +174,7 @@ def create_link(body: LinkCreate, tenant: TenantDep, state: StateDep) -> LinkPub
 
 @router.get("/links")
 def list_links(
-    tenant: TenantDep,
+    tenant: ScopeDep,
     state: StateDep,
     affiliate_id: str | None = None,
     limit: int = Query(100, ge=1, le=1000),

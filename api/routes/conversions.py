@@ -38,10 +38,10 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from api.deps import ERROR_RESPONSES, ErrorDetail, StateDep, StrictBody, TenantDep, require
+from api.deps import ERROR_RESPONSES, ErrorDetail, ScopeDep, StateDep, StrictBody, require
 from api.idempotency import KEY_TTL_S, Entry, Outcome, Transaction
 from api.state import EdgeState
-from api.store import Principal, TenantConfig
+from api.store import Principal, TenantScope
 from rastro.contracts import Conversion, LineItem, OrderUpdate, encode
 from rastro.ids import uuid7
 from rastro.money import (
@@ -394,7 +394,7 @@ _TENANT_CURRENCY: dict[str, tuple[float, str]] = {}
 _TENANT_CURRENCY_LOCK = threading.Lock()
 
 
-def _tenant_currency(tenant: TenantConfig) -> str:
+def _tenant_currency(tenant: TenantScope) -> str:
     """The tenant's default currency (for leads and postbacks without one), cached 5 min."""
     cached = _TENANT_CURRENCY.get(tenant.tenant_id)
     if cached is not None and cached[0] > time.monotonic():
@@ -843,7 +843,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 def create_conversion(
     body: Annotated[ConversionCreate, Body(openapi_examples=_CONVERSION_EXAMPLES)],
-    tenant: TenantDep,
+    tenant: ScopeDep,
     state: StateDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -901,7 +901,7 @@ def create_order_update(
             }
         ),
     ],
-    tenant: TenantDep,
+    tenant: ScopeDep,
     state: StateDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,

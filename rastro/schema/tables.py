@@ -954,6 +954,203 @@ PAYOUT_BATCHES = Table(
     order_by=("tenant_id", "batch_id", "affiliate_id", "currency"),
 )
 
+# -- the console and integrations (issue 7): users, audit, payout settings, webhooks, what-if --
+
+USERS = Table(
+    name="users",
+    comment=(
+        "One row per console user (a merchant's staff or an affiliate), latest version wins; "
+        "the password is stored only as a scrypt hash"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("id", "String", "The user's id (UUIDv7)"),
+        Column("email", "String", "Login: the normalized (lowercase) email, unique across tenants"),
+        Column("display_name", "String", "Name shown in the console and the audit log"),
+        Column(
+            "role",
+            "LowCardinality(String)",
+            "admin (configures, decides, pays) | analyst (reads reports) | affiliate (own data)",
+        ),
+        Column(
+            "affiliate_id",
+            "Nullable(String)",
+            "The affiliate an affiliate user acts for; NULL for merchant staff",
+        ),
+        Column(
+            "password_hash",
+            "String",
+            "scrypt$n$r$p$salt$hash (hex); empty until an invited user sets a password",
+        ),
+        Column(
+            "invite_token_hash",
+            "String",
+            "Hex SHA-256 of the one-time invitation token; empty once accepted",
+        ),
+        Column("locale", "LowCardinality(String)", "pt-BR | en: the console's language"),
+        Column("status", "LowCardinality(String)", "invited | active | disabled"),
+        *_row_version(soft_delete=False),
+    ),
+    engine=_config_engine(soft_delete=False),
+    order_by=("tenant_id", "id"),
+)
+
+AUDIT_LOG = Table(
+    name="audit_log",
+    comment=(
+        "One row per change made through the API or the console: who, when, what and why; "
+        "append-only"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("at", "DateTime64(3, 'UTC')", "When the change was made"),
+        Column("audit_id", "String", "The entry's id (UUIDv7)"),
+        Column("actor_kind", "LowCardinality(String)", "user | api_key | system"),
+        Column("actor_id", "String", "users.id or api_keys.id of who made it"),
+        Column("actor_name", "String", "The user's name or the key's label, as it was then"),
+        Column(
+            "action",
+            "LowCardinality(String)",
+            "What was done, as <subject>.<verb>: campaign.update, commission.approve, ...",
+        ),
+        Column("subject_kind", "LowCardinality(String)", "campaign | affiliate | commission | ..."),
+        Column("subject_id", "String", "The id of what was changed"),
+        Column("reason", "String", "Why, as given by the actor (required for some actions)"),
+        Column("details", "String", "JSON object: the change itself (new values, amounts)"),
+    ),
+    engine="MergeTree",
+    partition_by="toYYYYMM(at)",
+    order_by=("tenant_id", "at", "audit_id"),
+)
+
+PAYOUT_SETTINGS = Table(
+    name="payout_settings",
+    comment=(
+        "One row per tenant and currency: the program's minimum payout (smaller approved "
+        "balances wait for the next batch), latest version wins"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("currency", "LowCardinality(String)", "ISO 4217 code the minimum applies to"),
+        Column("minimum_minor", "Int64", "Minimum approved balance paid, in minor units"),
+        *_row_version(soft_delete=False),
+    ),
+    engine=_config_engine(soft_delete=False),
+    order_by=("tenant_id", "currency"),
+)
+
+WEBHOOK_ENDPOINTS = Table(
+    name="webhook_endpoints",
+    comment=(
+        "One row per outgoing webhook endpoint of a tenant (a URL of the merchant's systems), "
+        "latest version wins"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("id", "String", "The endpoint's id (UUIDv7)"),
+        Column("url", "String", "Where events are POSTed (https, or http for local tests)"),
+        Column(
+            "event_types",
+            "Array(LowCardinality(String))",
+            "The event types sent (conversion.created, commission.approved, ...); empty: all",
+        ),
+        Column(
+            "secret_ciphertext",
+            "String",
+            "The signing secret, encrypted (rastro.crypto); shown once at creation",
+        ),
+        Column(
+            "encryption_key_id",
+            "LowCardinality(String)",
+            "Id of the key secret_ciphertext is encrypted with (rotation)",
+        ),
+        Column("status", "LowCardinality(String)", "active | disabled"),
+        Column(
+            "disabled_reason",
+            "String",
+            "Why it was disabled (by its owner, or after repeated failed deliveries)",
+        ),
+        *_row_version(soft_delete=True),
+    ),
+    engine=_config_engine(soft_delete=True),
+    order_by=("tenant_id", "id"),
+)
+
+WEBHOOK_EVENTS = Table(
+    name="webhook_events",
+    comment=(
+        "One row per event to send to the tenant's webhook endpoints (the outbox); an event "
+        "is written once (its id is derived from what happened) and delivered per endpoint"
+    ),
+    columns=(
+        TENANT_ID,
+        Column(
+            "event_id",
+            "String",
+            "Deterministic id of the event (e.g. commission.approved:<ledger entry id>)",
+        ),
+        Column("type", "LowCardinality(String)", "conversion.created | commission.approved | ..."),
+        Column("payload", "String", "JSON object sent as the event's data"),
+        Column("occurred_at", "DateTime64(3, 'UTC')", "When what the event reports happened"),
+        Column("created_at", "DateTime64(3, 'UTC')", "When the event was put in the outbox"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(created_at)",
+    order_by=("tenant_id", "event_id"),
+)
+
+WEBHOOK_DELIVERIES = Table(
+    name="webhook_deliveries",
+    comment=(
+        "One row per delivery attempt of an event to an endpoint: the request's outcome, "
+        "and when the next attempt is due; append-only"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("endpoint_id", "String", "webhook_endpoints.id"),
+        Column("event_id", "String", "webhook_events.event_id"),
+        Column("attempt", "UInt16", "1 for the first attempt, 2 for the first retry, ..."),
+        Column(
+            "outcome",
+            "LowCardinality(String)",
+            "delivered (2xx) | failed (retried at next_attempt_at) | gave_up (no more retries)",
+        ),
+        Column("response_status", "UInt16", "The HTTP status answered; 0 when none"),
+        Column("error", "String", "What went wrong: the status or the connection error"),
+        Column("duration_ms", "UInt32", "How long the request took"),
+        Column("attempted_at", "DateTime64(3, 'UTC')", "When the attempt was made"),
+        Column(
+            "next_attempt_at",
+            "Nullable(DateTime64(3, 'UTC'))",
+            "When the next attempt is due; NULL when delivered or given up",
+        ),
+    ),
+    engine="MergeTree",
+    partition_by="toYYYYMM(attempted_at)",
+    order_by=("tenant_id", "endpoint_id", "event_id", "attempt"),
+)
+
+WHAT_IF_RUNS = Table(
+    name="what_if_runs",
+    comment=(
+        "One row per what-if scenario (a campaign's commissions under another attribution "
+        "model or window over a past period), its status and result; latest version wins"
+    ),
+    columns=(
+        TENANT_ID,
+        Column("run_id", "String", "The scenario's id (UUIDv7)"),
+        Column("campaign_id", "String", "The campaign whose terms are varied"),
+        Column("parameters", "String", "JSON object: model, window_days, period"),
+        Column("status", "LowCardinality(String)", "queued | running | done | failed"),
+        Column("result", "String", "JSON object: actual and scenario totals; empty until done"),
+        Column("error", "String", "Why it failed; empty otherwise"),
+        Column("requested_by", "String", "users.id or api_keys.id that asked for it"),
+        *_row_version(soft_delete=False),
+    ),
+    engine=_config_engine(soft_delete=False),
+    order_by=("tenant_id", "run_id"),
+)
+
 # -- bookkeeping ----------------------------------------------------------------------------------
 
 SCHEMA_MIGRATIONS = Table(

@@ -136,3 +136,34 @@ def running_api(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
+
+
+@dataclass(frozen=True)
+class BuiltWarehouse:
+    """A database with simulated traffic already ingested and `dbt build` run: the marts
+    (fct_attributions, fct_commissions, fct_ledger_entries, ...) hold real rows."""
+
+    settings: Settings
+    tenant_ids: list[str]
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(
+    warehouse_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BuiltWarehouse]:
+    from pipelines.simulate import Options, ingest_and_build, simulate
+
+    with migrated_database(warehouse_url, "rastro_api_built") as database:
+        state = tmp_path_factory.mktemp("built")
+        settings = Settings(
+            _env_file=None,
+            clickhouse_url=warehouse_url,
+            clickhouse_database=database,
+            data_dir=state / "state",
+            public_url="http://testserver",
+            secret_key="test-secret",
+        )
+        summary = simulate(settings, Options(seed=7, conversions=120, out=state / "truth"))
+        build = ingest_and_build(settings)
+        assert build.returncode == 0, build.output[-20_000:]
+        yield BuiltWarehouse(settings, summary.tenants)

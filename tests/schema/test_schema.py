@@ -94,6 +94,7 @@ def test_migration_numbers_are_unique_and_contiguous_from_one() -> None:
         "0003_ingest_views",
         "0004_ledger_inputs",
         "0005_operations",
+        "0006_console_and_integrations",
     ]
 
 

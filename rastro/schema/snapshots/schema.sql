@@ -438,3 +438,125 @@ ENGINE = ReplacingMergeTree(prepared_at)
 PARTITION BY toYYYYMM(prepared_at)
 ORDER BY (tenant_id, batch_id, affiliate_id, currency)
 COMMENT 'One row per affiliate and currency in a prepared payout batch: the approved, unpaid commissions to pay; paying them writes payout_items';
+
+-- 0006_console_and_integrations
+CREATE TABLE IF NOT EXISTS rastro.users
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    id String COMMENT 'The user\'s id (UUIDv7)',
+    email String COMMENT 'Login: the normalized (lowercase) email, unique across tenants',
+    display_name String COMMENT 'Name shown in the console and the audit log',
+    role LowCardinality(String) COMMENT 'admin (configures, decides, pays) | analyst (reads reports) | affiliate (own data)',
+    affiliate_id Nullable(String) COMMENT 'The affiliate an affiliate user acts for; NULL for merchant staff',
+    password_hash String COMMENT 'scrypt$n$r$p$salt$hash (hex); empty until an invited user sets a password',
+    invite_token_hash String COMMENT 'Hex SHA-256 of the one-time invitation token; empty once accepted',
+    locale LowCardinality(String) COMMENT 'pt-BR | en: the console\'s language',
+    status LowCardinality(String) COMMENT 'invited | active | disabled',
+    created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
+    updated_at DateTime64(3, 'UTC') COMMENT 'When this version of the row was written',
+    version UInt64 COMMENT 'Row version: every write sets a higher one (updated_at in ms); the highest wins'
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant_id, id)
+COMMENT 'One row per console user (a merchant\'s staff or an affiliate), latest version wins; the password is stored only as a scrypt hash';
+
+CREATE TABLE IF NOT EXISTS rastro.audit_log
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    at DateTime64(3, 'UTC') COMMENT 'When the change was made',
+    audit_id String COMMENT 'The entry\'s id (UUIDv7)',
+    actor_kind LowCardinality(String) COMMENT 'user | api_key | system',
+    actor_id String COMMENT 'users.id or api_keys.id of who made it',
+    actor_name String COMMENT 'The user\'s name or the key\'s label, as it was then',
+    action LowCardinality(String) COMMENT 'What was done, as <subject>.<verb>: campaign.update, commission.approve, ...',
+    subject_kind LowCardinality(String) COMMENT 'campaign | affiliate | commission | ...',
+    subject_id String COMMENT 'The id of what was changed',
+    reason String COMMENT 'Why, as given by the actor (required for some actions)',
+    details String COMMENT 'JSON object: the change itself (new values, amounts)'
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (tenant_id, at, audit_id)
+COMMENT 'One row per change made through the API or the console: who, when, what and why; append-only';
+
+CREATE TABLE IF NOT EXISTS rastro.payout_settings
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    currency LowCardinality(String) COMMENT 'ISO 4217 code the minimum applies to',
+    minimum_minor Int64 COMMENT 'Minimum approved balance paid, in minor units',
+    created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
+    updated_at DateTime64(3, 'UTC') COMMENT 'When this version of the row was written',
+    version UInt64 COMMENT 'Row version: every write sets a higher one (updated_at in ms); the highest wins'
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant_id, currency)
+COMMENT 'One row per tenant and currency: the program\'s minimum payout (smaller approved balances wait for the next batch), latest version wins';
+
+CREATE TABLE IF NOT EXISTS rastro.webhook_endpoints
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    id String COMMENT 'The endpoint\'s id (UUIDv7)',
+    url String COMMENT 'Where events are POSTed (https, or http for local tests)',
+    event_types Array(LowCardinality(String)) COMMENT 'The event types sent (conversion.created, commission.approved, ...); empty: all',
+    secret_ciphertext String COMMENT 'The signing secret, encrypted (rastro.crypto); shown once at creation',
+    encryption_key_id LowCardinality(String) COMMENT 'Id of the key secret_ciphertext is encrypted with (rotation)',
+    status LowCardinality(String) COMMENT 'active | disabled',
+    disabled_reason String COMMENT 'Why it was disabled (by its owner, or after repeated failed deliveries)',
+    created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
+    updated_at DateTime64(3, 'UTC') COMMENT 'When this version of the row was written',
+    version UInt64 COMMENT 'Row version: every write sets a higher one (updated_at in ms); the highest wins',
+    is_deleted UInt8 DEFAULT 0 COMMENT '1 in the version that deletes the row (hidden by FINAL)'
+)
+ENGINE = ReplacingMergeTree(version, is_deleted)
+ORDER BY (tenant_id, id)
+COMMENT 'One row per outgoing webhook endpoint of a tenant (a URL of the merchant\'s systems), latest version wins';
+
+CREATE TABLE IF NOT EXISTS rastro.webhook_events
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    event_id String COMMENT 'Deterministic id of the event (e.g. commission.approved:<ledger entry id>)',
+    type LowCardinality(String) COMMENT 'conversion.created | commission.approved | ...',
+    payload String COMMENT 'JSON object sent as the event\'s data',
+    occurred_at DateTime64(3, 'UTC') COMMENT 'When what the event reports happened',
+    created_at DateTime64(3, 'UTC') COMMENT 'When the event was put in the outbox'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(created_at)
+ORDER BY (tenant_id, event_id)
+COMMENT 'One row per event to send to the tenant\'s webhook endpoints (the outbox); an event is written once (its id is derived from what happened) and delivered per endpoint';
+
+CREATE TABLE IF NOT EXISTS rastro.webhook_deliveries
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    endpoint_id String COMMENT 'webhook_endpoints.id',
+    event_id String COMMENT 'webhook_events.event_id',
+    attempt UInt16 COMMENT '1 for the first attempt, 2 for the first retry, ...',
+    outcome LowCardinality(String) COMMENT 'delivered (2xx) | failed (retried at next_attempt_at) | gave_up (no more retries)',
+    response_status UInt16 COMMENT 'The HTTP status answered; 0 when none',
+    error String COMMENT 'What went wrong: the status or the connection error',
+    duration_ms UInt32 COMMENT 'How long the request took',
+    attempted_at DateTime64(3, 'UTC') COMMENT 'When the attempt was made',
+    next_attempt_at Nullable(DateTime64(3, 'UTC')) COMMENT 'When the next attempt is due; NULL when delivered or given up'
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(attempted_at)
+ORDER BY (tenant_id, endpoint_id, event_id, attempt)
+COMMENT 'One row per delivery attempt of an event to an endpoint: the request\'s outcome, and when the next attempt is due; append-only';
+
+CREATE TABLE IF NOT EXISTS rastro.what_if_runs
+(
+    tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
+    run_id String COMMENT 'The scenario\'s id (UUIDv7)',
+    campaign_id String COMMENT 'The campaign whose terms are varied',
+    parameters String COMMENT 'JSON object: model, window_days, period',
+    status LowCardinality(String) COMMENT 'queued | running | done | failed',
+    result String COMMENT 'JSON object: actual and scenario totals; empty until done',
+    error String COMMENT 'Why it failed; empty otherwise',
+    requested_by String COMMENT 'users.id or api_keys.id that asked for it',
+    created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
+    updated_at DateTime64(3, 'UTC') COMMENT 'When this version of the row was written',
+    version UInt64 COMMENT 'Row version: every write sets a higher one (updated_at in ms); the highest wins'
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant_id, run_id)
+COMMENT 'One row per what-if scenario (a campaign\'s commissions under another attribution model or window over a past period), its status and result; latest version wins';

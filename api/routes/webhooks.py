@@ -1,0 +1,5 @@
+"""(being written: issue 7)"""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")
