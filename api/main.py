@@ -16,8 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from api import redirect
-from api import console
+from api import console, redirect
 from api.routes import (
     access,
     affiliates,
