@@ -19,7 +19,8 @@ $(BIN)/rastro: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/rastro  # create .venv with Rastro and its dev tools (again when pyproject.toml changes)
+setup: $(BIN)/rastro  # .venv with Rastro and its dev tools (again when pyproject.toml changes); console assets
+	$(BIN)/python -m api.console.assets
 
 up: setup  # run the platform in embedded mode with demo data; prints its URLs; Ctrl-C stops it
 	$(BIN)/rastro up

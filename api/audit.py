@@ -54,18 +54,51 @@ def record(
     )
 
 
+# The span DateTime64(3) holds: the bounds of `entries` when none is given.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+
+
+def _time_parameter(at: datetime) -> str:
+    """`at` as a DateTime64(3, 'UTC') parameter. clickhouse-connect renders datetime values
+    to the whole second, so milliseconds are passed as text; naive values are taken as UTC."""
+    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    return min(max(at, _EARLIEST), _LATEST).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def entries(
-    scope: TenantScope, subject_kind: str = "", subject_id: str = "", limit: int = 100
+    scope: TenantScope,
+    subject_kind: str = "",
+    subject_id: str = "",
+    limit: int = 100,
+    *,
+    actor_id: str = "",
+    action: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: str = "",
 ) -> list[AuditEntry]:
-    """The newest entries first, optionally about one subject."""
+    """The newest entries first, filtered by whichever of subject, actor, action and time
+    span (`since` <= at < `until`) are given; `after` (an audit_id) continues a listing
+    after that entry."""
     rows = scope.rows(
         "SELECT at, audit_id, actor_kind, actor_id, actor_name, action, subject_kind, "
         "subject_id, reason, details FROM audit_log "
         "WHERE ({kind:String} = '' OR subject_kind = {kind:String}) "
         "AND ({id:String} = '' OR subject_id = {id:String}) "
+        "AND ({actor:String} = '' OR actor_id = {actor:String}) "
+        "AND ({action:String} = '' OR action = {action:String}) "
+        "AND at >= {since:DateTime64(3, 'UTC')} AND at < {until:DateTime64(3, 'UTC')} "
+        "AND ({after:String} = '' OR (at, audit_id) < "
+        "    (SELECT at, audit_id FROM audit_log WHERE audit_id = {after:String} LIMIT 1)) "
         "ORDER BY at DESC, audit_id DESC LIMIT {limit:UInt32}",
         kind=subject_kind,
         id=subject_id,
+        actor=actor_id,
+        action=action,
+        since=_time_parameter(since or _EARLIEST),
+        until=_time_parameter(until or _LATEST),
+        after=after,
         limit=limit,
     )
     for row in rows:

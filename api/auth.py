@@ -4,28 +4,90 @@ expiring cookies). API keys are in api/store.py; both end up as a `Principal`.
 A session cookie is `<user id>.<tenant id>.<expiry>.<signature>`, signed with an HMAC of the
 secret key. It carries no role: each request reads the user (cached for CACHE_TTL_S), so a
 disabled user or a changed role takes effect within that time without any session store.
+
+An invitation token works once and for INVITATION_TTL after it was sent (`users.invited_at`);
+an expired one is replaced by `reinvite`. Passwords follow `check_password`. Refusals meant
+to be shown as they are raise `StateConflict` (the API answers 409), `InvitationExpired` or
+`WeakPassword`, each with a message written for people.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from api.store import CACHE_TTL_S, ConfigStore, Principal, TenantScope, TtlCache, UtcDatetime
 from rastro.ids import uuid7
+from rastro.keys import hash_password, verify_password
 
 Role = Literal["admin", "analyst", "affiliate"]
 Locale = Literal["pt-BR", "en"]
 SESSION_COOKIE = "rastro_session"
 SESSION_TTL_S = 12 * 3600
-# scrypt cost: n=2^14, r=8 (16 MiB, ~50 ms here): OWASP's minimum for interactive logins.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+INVITATION_TTL = timedelta(days=7)
+# NIST SP 800-63B: length is what makes a password strong; no composition rules. The upper
+# bound only caps the work one login attempt can cost.
+MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH = 10, 256
+
+
+class StateConflict(Exception):
+    """A change the subject's current state does not allow (approving an approved affiliate,
+    inviting an email that already has a user...): the API answers 409 with the message."""
+
+
+class InvitationExpired(Exception):
+    """The invitation token is right but older than INVITATION_TTL: ask for a new one."""
+
+
+class WeakPassword(ValueError):
+    """The password does not follow the policy; the message says what is missing."""
+
+
+_EMAIL = re.compile(r"[^@\s]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _valid_email(value: str) -> str:
+    email = normalize_email(value)
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise ValueError("is not an email address (name@example.com)")
+    return email
+
+
+# An email address in a request: trimmed, lower-cased (how it is stored and compared), checked.
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320, examples=["ana@example.com"], json_schema_extra={"format": "email"}),
+    AfterValidator(_valid_email),
+]
+
+
+def check_password(password: str) -> None:
+    """Raises WeakPassword, with what is wrong, unless `password` follows the policy."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    if not password.strip():
+        raise WeakPassword("a password cannot be only spaces")
+
+
+def next_write_time(previous: datetime) -> datetime:
+    """Now, or 1 ms after `previous` if the clock has not passed it: a new version of a
+    configuration row must sort after the one it replaces (its version is updated_at in ms)."""
+    now = datetime.now(UTC)
+    previous = previous if previous.tzinfo else previous.replace(tzinfo=UTC)
+    return max(now, previous + timedelta(milliseconds=1))
 
 
 class User(BaseModel):
@@ -36,39 +98,25 @@ class User(BaseModel):
     affiliate_id: str | None
     locale: Locale
     status: Literal["invited", "active", "disabled"]
+    invited_at: UtcDatetime | None = None  # of the pending invitation, if any
     created_at: UtcDatetime
 
 
-_USER_COLUMNS = "id, email, display_name, role, affiliate_id, locale, status, created_at"
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, expected = stored.split("$")
-    except ValueError:
-        return False  # no password set yet (an invited user), or not a hash
-    if scheme != "scrypt":
-        return False
-    digest = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
-    )
-    return hmac.compare_digest(digest.hex(), expected)
+_USER_COLUMNS = (
+    "id, email, display_name, role, affiliate_id, locale, status, invited_at, created_at"
+)
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+def _expired(invited_at: datetime | None) -> bool:
+    # An invited user always has invited_at; a row without one has no invitation to honour.
+    if invited_at is None:
+        return True
+    sent = invited_at if invited_at.tzinfo else invited_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) > sent + INVITATION_TTL
 
 
 class Users:
@@ -102,10 +150,16 @@ class Users:
         password: str | None = None,
     ) -> tuple[User, str]:
         """A new user and its one-time invitation token (empty when a password is given:
-        the user is active at once, as the demo and tests need)."""
+        the user is active at once, as the demo and tests need). Raises StateConflict if
+        a user (of any tenant: the email is the login) already has this email."""
         if (role == "affiliate") != (affiliate_id is not None):
             raise ValueError("an affiliate user, and only one, acts for an affiliate")
+        if password is not None:
+            check_password(password)
+        if self.email_taken(email):
+            raise StateConflict("a user with this email already exists")
         token = "" if password else secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
         user = User(
             id=uuid7(),
             email=normalize_email(email),
@@ -114,7 +168,8 @@ class Users:
             affiliate_id=affiliate_id,
             locale=locale,
             status="active" if password else "invited",
-            created_at=datetime.now(UTC),
+            invited_at=None if password else now,
+            created_at=now,
         )
         scope.write_version(
             "users",
@@ -123,6 +178,7 @@ class Users:
                 "password_hash": hash_password(password) if password else "",
                 "invite_token_hash": _token_hash(token) if token else "",
             },
+            now,
         )
         return user, token
 
@@ -130,35 +186,126 @@ class Users:
         rows = scope.rows(f"SELECT {_USER_COLUMNS} FROM users FINAL ORDER BY email")
         return [User(**row) for row in rows]
 
-    def set_status(self, scope: TenantScope, user_id: str, status: str) -> User | None:
-        rows = scope.rows("SELECT * FROM users FINAL WHERE id = {id:String}", id=user_id)
+    def user(self, scope: TenantScope, user_id: str) -> User | None:
+        rows = scope.rows(
+            f"SELECT {_USER_COLUMNS} FROM users FINAL WHERE id = {{id:String}}", id=user_id
+        )
+        return User(**rows[0]) if rows else None
+
+    def _rewrite(self, scope: TenantScope, user_id: str, **changes: Any) -> User | None:
+        """Writes a new version of a user of `scope` with `changes`; None if there is none."""
+        rows = scope.rows(
+            "SELECT * EXCEPT (tenant_id, version) FROM users FINAL WHERE id = {id:String}",
+            id=user_id,
+        )
         if not rows:
             return None
         row = rows[0]
-        row.update(status=status)
-        for column in ("tenant_id", "updated_at", "version"):
-            row.pop(column)
-        scope.write_version("users", row)
+        at = next_write_time(row.pop("updated_at"))
+        row.update(changes)
+        scope.write_version("users", row, at)
         self._principals.drop(user_id)
         return User(**{k: row[k] for k in User.model_fields})
 
+    def set_status(self, scope: TenantScope, user_id: str, status: str) -> User | None:
+        return self._rewrite(scope, user_id, status=status)
+
+    def set_locale(self, scope: TenantScope, user_id: str, locale: Locale) -> User | None:
+        """Saves the language a user picked (the console's switch), so it follows the user
+        to other browsers. Not audited: a personal preference, not a change to the program."""
+        user = self.user(scope, user_id)
+        if user is None or user.locale == locale:
+            return user  # unchanged: no new row version for every click on the switch
+        return self._rewrite(scope, user_id, locale=locale)
+
+    def disable(self, scope: TenantScope, user_id: str) -> User | None:
+        """Disables a user (signed in or not): its sessions stop working within CACHE_TTL_S."""
+        user = self.user(scope, user_id)
+        if user is None:
+            return None
+        if user.status == "disabled":
+            raise StateConflict("the user is already disabled")
+        return self._rewrite(scope, user_id, status="disabled")
+
+    def enable(self, scope: TenantScope, user_id: str) -> User | None:
+        """Enables a disabled user again: active if it had set a password, else invited
+        (its invitation still has to be accepted, or renewed with `reinvite`)."""
+        rows = scope.rows(
+            "SELECT status, password_hash != '' AS has_password FROM users FINAL "
+            "WHERE id = {id:String}",
+            id=user_id,
+        )
+        if not rows:
+            return None
+        if rows[0]["status"] != "disabled":
+            raise StateConflict(f"the user is {rows[0]['status']}, not disabled")
+        return self._rewrite(
+            scope, user_id, status="active" if rows[0]["has_password"] else "invited"
+        )
+
+    def reinvite(self, scope: TenantScope, user_id: str) -> tuple[User, str] | None:
+        """A new invitation token for a user who has not accepted one yet (the old token
+        stops working), valid for INVITATION_TTL from now."""
+        user = self.user(scope, user_id)
+        if user is None:
+            return None
+        if user.status != "invited":
+            raise StateConflict(f"the user is {user.status}: only invited users get invitations")
+        token = secrets.token_urlsafe(32)
+        updated = self._rewrite(
+            scope,
+            user_id,
+            invite_token_hash=_token_hash(token),
+            invited_at=next_write_time(user.invited_at or user.created_at),
+        )
+        assert updated is not None  # it was there a moment ago; users are never deleted
+        return updated, token
+
     # -- invitations, login and sessions -------------------------------------------------
 
-    def accept_invite(self, token: str, password: str) -> Principal | None:
-        """Sets the invited user's password; the token works once."""
+    def _pending_invitation(self, token: str) -> tuple[str, User] | None:
+        """(tenant id, invited user) of a token; None if unknown, used or replaced."""
+        if not token:
+            return None
         rows = self._store.rows(
-            "SELECT * FROM users FINAL WHERE invite_token_hash = {h:String} AND status = 'invited'",
+            f"SELECT tenant_id, {_USER_COLUMNS} FROM users FINAL "
+            "WHERE invite_token_hash = {h:String} AND status = 'invited'",
             h=_token_hash(token),
         )
         if not rows:
             return None
         row = rows[0]
         tenant_id = row.pop("tenant_id")
-        for column in ("updated_at", "version"):
-            row.pop(column)
-        row.update(status="active", password_hash=hash_password(password), invite_token_hash="")
-        self._store.for_tenant(tenant_id).write_version("users", row)
-        return self.principal(tenant_id, row["id"])
+        user = User(**row)
+        if _expired(user.invited_at):
+            raise InvitationExpired(
+                "this invitation has expired: ask whoever invited you to send a new one"
+            )
+        return tenant_id, user
+
+    def invitation(self, token: str) -> User | None:
+        """The invited user a token belongs to (None: unknown, used or replaced token);
+        raises InvitationExpired. For the invitation page, before it asks for a password."""
+        pending = self._pending_invitation(token)
+        return pending[1] if pending else None
+
+    def accept_invite(self, token: str, password: str) -> Principal | None:
+        """Sets the invited user's password and activates it; the token works once. None if
+        the token is unknown or already used; raises InvitationExpired or WeakPassword."""
+        pending = self._pending_invitation(token)
+        if pending is None:
+            return None
+        check_password(password)
+        tenant_id, user = pending
+        self._rewrite(
+            self._store.for_tenant(tenant_id),
+            user.id,
+            status="active",
+            password_hash=hash_password(password),
+            invite_token_hash="",
+            invited_at=None,
+        )
+        return self.principal(tenant_id, user.id)
 
     def login(self, email: str, password: str) -> Principal | None:
         rows = self._store.rows(

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from clickhouse_connect.driver.exceptions import DatabaseError
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from api import console, redirect
 from api.routes import (
@@ -89,6 +90,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     ):
         app.include_router(module.router)
     app.include_router(console.router)
+
+    @app.exception_handler(DatabaseError)
+    async def warehouse_error(_: Request, error: DatabaseError) -> JSONResponse:
+        # The marts (fct_*) exist only after the first dbt build: until then the routes
+        # reading them answer 503, not a bare 500. Anything else is a real server error.
+        if "(UNKNOWN_TABLE)" in str(error):
+            return JSONResponse(
+                {"detail": "reports are not built yet: the first dbt build has not run"},
+                status_code=503,
+                headers={"Retry-After": "60"},
+            )
+        raise error
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

@@ -14,7 +14,6 @@ link or a revoked key takes effect on other workers within `CACHE_TTL_S`.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel
 
 from rastro.ids import uuid7
-from rastro.keys import display_prefix, hash_api_key, new_api_key, new_link_code
+from rastro.keys import display_prefix, hash_api_key, new_api_key
 from rastro.settings import Settings
 from rastro.warehouse.client import connect, insert_rows
 from rastro.warehouse.sql import quote_literal
@@ -48,7 +47,7 @@ class Principal(BaseModel):
     role is its one scope). An affiliate principal sees only its own affiliate's rows."""
 
     tenant_id: str
-    actor_kind: Literal["api_key", "user"] = "api_key"
+    actor_kind: Literal["api_key", "user", "system"] = "api_key"
     actor_id: str
     actor_name: str = ""
     scopes: list[str]
@@ -61,48 +60,6 @@ class Tenant(BaseModel):
     status: str
     default_currency: str
     timezone: str
-    created_at: UtcDatetime
-
-
-class Affiliate(BaseModel):
-    id: str
-    display_name: str
-    status: str
-    segment: str
-    country: str
-    created_at: UtcDatetime
-
-
-class Campaign(BaseModel):
-    campaign_id: str
-    terms_version: int
-    name: str
-    status: str
-    destination_domains: list[str]
-    attribution_window_days: int
-    click_id_param: str
-    landing_params: list[str]
-    consent_policy: str
-    attribution_model: str
-    hold_days: int
-    commission_rules: list[dict[str, Any]]
-    valid_from: UtcDatetime
-    created_at: UtcDatetime
-
-
-class Link(BaseModel):
-    id: str
-    code: str
-    kind: str
-    affiliate_id: str
-    campaign_id: str
-    destination_url: str
-    sub1: str = ""
-    sub2: str = ""
-    sub3: str = ""
-    sub4: str = ""
-    sub5: str = ""
-    status: str
     created_at: UtcDatetime
 
 
@@ -260,6 +217,11 @@ class ConfigStore:
         self._keys.put(key_hash, principal)
         return principal
 
+    def forget_api_key(self, key_hash: str) -> None:
+        """Drops a key from this worker's cache (after a revocation): other workers keep
+        theirs for at most CACHE_TTL_S."""
+        self._keys.drop(key_hash)
+
     def for_tenant(self, tenant_id: str, affiliate_id: str | None = None) -> TenantScope:
         """The data of one tenant; with `affiliate_id`, only what that affiliate may see."""
         return TenantScope(self, tenant_id, affiliate_id)
@@ -346,7 +308,8 @@ class TenantScope:
     through `insert`, which sets tenant_id itself."""
 
     def __init__(self, store: ConfigStore, tenant_id: str, affiliate_id: str | None = None) -> None:
-        for value in (tenant_id, affiliate_id or "x"):
+        # An empty affiliate id is refused too: it would filter on '' rather than not at all.
+        for value in (tenant_id, *([] if affiliate_id is None else [affiliate_id])):
             if not _SAFE_ID.fullmatch(value):
                 raise ValueError(f"not an id: {value!r}")
         self._store = store
@@ -400,18 +363,27 @@ class TenantScope:
         at = at or _now()
         self.insert(table, [{**row, "updated_at": at, "version": _version(at)}])
 
-    def create_api_key(self, name: str, scopes: list[str], affiliate_id: str | None = None) -> str:
+    def create_api_key(
+        self,
+        name: str,
+        scopes: list[str],
+        affiliate_id: str | None = None,
+        expires_at: datetime | None = None,
+        key_id: str | None = None,
+    ) -> str:
+        """A new key (returned once, stored hashed); `key_id` names it (default: a new id).
+        Checking what may be asked for is api/access.py's job."""
         key, now = new_api_key(), _now()
         self.write_version(
             "api_keys",
             {
-                "id": uuid7(),
+                "id": key_id or uuid7(),
                 "name": name,
                 "prefix": display_prefix(key),
                 "key_hash": hash_api_key(key),
                 "scopes": scopes,
                 "affiliate_id": affiliate_id,
-                "expires_at": None,
+                "expires_at": expires_at,
                 "revoked_at": None,
                 "created_at": now,
             },
@@ -457,110 +429,3 @@ class TenantScope:
             now,
         )
         return merchant_id
-
-    def create_affiliate(
-        self, display_name: str, segment: str, country: str, status: str = "approved"
-    ) -> Affiliate:
-        now = _now()
-        affiliate = Affiliate(
-            id=uuid7(),
-            display_name=display_name,
-            status=status,
-            segment=segment,
-            country=country,
-            created_at=now,
-        )
-        self.write_version("affiliates", affiliate.model_dump(), now)
-        return affiliate
-
-    def affiliates(self) -> list[Affiliate]:
-        return [
-            Affiliate(**row)
-            for row in self.rows(
-                "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
-                "FINAL WHERE tenant_id = {tenant:String} ORDER BY id"
-            )
-        ]
-
-    def affiliate(self, affiliate_id: str) -> Affiliate | None:
-        rows = self.rows(
-            "SELECT id, display_name, status, segment, country, created_at FROM affiliates "
-            "FINAL WHERE tenant_id = {tenant:String} AND id = {id:String}",
-            id=affiliate_id,
-        )
-        return Affiliate(**rows[0]) if rows else None
-
-    def create_campaign(self, values: dict[str, Any]) -> Campaign:
-        now = _now()
-        campaign = Campaign(
-            campaign_id=uuid7(), terms_version=1, valid_from=now, created_at=now, **values
-        )
-        row = campaign.model_dump()
-        row["commission_rules"] = json.dumps(row["commission_rules"])
-        self.write_version("campaigns", {**row, "valid_to": None, "conflict_rules": "{}"}, now)
-        return campaign
-
-    _CAMPAIGN_COLUMNS = (
-        "campaign_id, terms_version, name, status, destination_domains, "
-        "attribution_window_days, click_id_param, landing_params, consent_policy, "
-        "attribution_model, hold_days, commission_rules, valid_from, created_at"
-    )
-
-    def campaigns(self, campaign_id: str | None = None) -> list[Campaign]:
-        """The terms in force of each campaign (the latest version already valid)."""
-        rows = self.rows(
-            f"SELECT {self._CAMPAIGN_COLUMNS} FROM campaigns FINAL "
-            "WHERE tenant_id = {tenant:String} AND is_deleted = 0 AND valid_from <= now64(3) "
-            "AND ({id:String} = '' OR campaign_id = {id:String}) "
-            "ORDER BY campaign_id, terms_version DESC LIMIT 1 BY campaign_id",
-            id=campaign_id or "",
-        )
-        for row in rows:
-            row["commission_rules"] = json.loads(row["commission_rules"])
-        return [Campaign(**row) for row in rows]
-
-    def allowed_hosts(self, campaign: Campaign) -> frozenset[str]:
-        if campaign.destination_domains:
-            return frozenset(d.lower() for d in campaign.destination_domains)
-        rows = self.rows(
-            "SELECT groupArrayArray(domains) AS domains FROM merchants FINAL "
-            "WHERE tenant_id = {tenant:String} AND is_deleted = 0"
-        )
-        return frozenset(d.lower() for d in rows[0]["domains"]) if rows else frozenset()
-
-    def create_link(
-        self, affiliate_id: str, campaign_id: str, destination_url: str, subs: list[str]
-    ) -> Link:
-        now = _now()
-        link = Link(
-            id=uuid7(),
-            code=new_link_code(),
-            kind="link",
-            affiliate_id=affiliate_id,
-            campaign_id=campaign_id,
-            destination_url=destination_url,
-            status="active",
-            created_at=now,
-            **{f"sub{i + 1}": value for i, value in enumerate(subs)},
-        )
-        self.write_version("links", link.model_dump(), now)
-        self._store.links.drop(link.code)
-        return link
-
-    _LINK_COLUMNS = (
-        "id, code, kind, affiliate_id, campaign_id, destination_url, sub1, sub2, sub3, sub4, "
-        "sub5, status, created_at"
-    )
-
-    def links(
-        self, affiliate_id: str | None = None, limit: int = 100, after: str = ""
-    ) -> list[Link]:
-        rows = self.rows(
-            f"SELECT {self._LINK_COLUMNS} FROM links FINAL WHERE tenant_id = {{tenant:String}} "
-            "AND is_deleted = 0 AND ({aff:String} = '' OR affiliate_id = {aff:String}) "
-            "AND id > {after:String} ORDER BY id LIMIT {limit:UInt32}",
-            aff=affiliate_id or "",
-            after=after,
-            limit=limit,
-        )
-        return [Link(**row) for row in rows]

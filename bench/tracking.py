@@ -30,7 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.store import ConfigStore
+from api import campaigns, links
+from api.affiliates import create_affiliate
+from api.campaigns import CampaignTerms
+from api.state import EdgeState
+from api.store import ConfigStore, Principal
 from bench.warehouse import machine, print_table, process_cpu
 from rastro.schema.migrate import migrate
 from rastro.settings import Settings
@@ -193,26 +197,18 @@ def run(args: argparse.Namespace, tmp: Path, warehouse_url: str) -> int:
     store = ConfigStore(settings)
     tenant, key = store.create_tenant("Bench")
     config = store.for_tenant(tenant.tenant_id)
-    affiliate = config.create_affiliate("Bench affiliate", "content", "BR")
-    campaign = config.create_campaign(
-        {
-            "name": "Bench",
-            "status": "active",
-            "destination_domains": ["shop.example.com.br"],
-            "attribution_window_days": 30,
-            "click_id_param": "rclid",
-            "landing_params": ["via"],
-            "consent_policy": "opt_out",
-            "attribution_model": "last_click",
-            "hold_days": 30,
-            "commission_rules": [],
-        }
-    )
-    link = config.create_link(
+    setup = Principal(tenant_id=tenant.tenant_id, actor_id="bench-setup", scopes=["admin"])
+    state = EdgeState(settings)
+    affiliate = create_affiliate(config, state, setup, "Bench affiliate", "content", "BR")
+    terms = CampaignTerms(name="Bench", destination_domains=["shop.example.com.br"])
+    campaign = campaigns.create(state, config, setup, terms)
+    link = links.create_link(
+        config,
+        setup,
         affiliate.id,
         campaign.campaign_id,
         "https://shop.example.com.br/tenis?cor=azul",
-        ["", "", "", "", ""],
+        [],
     )
     path = f"/r/{link.code}?sub1=bench"
     s, c = args.seconds, args.connections

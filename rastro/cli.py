@@ -80,6 +80,19 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from pipelines.webhooks import run
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(settings, stop)
+    return 0
+
+
 def _dbt(args: argparse.Namespace, settings: Settings) -> int:
     from pipelines.dbt import run_dbt
 
@@ -184,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest", help="stream the event log into the warehouse (Bytewax), until Ctrl-C"
     )
     ingest.set_defaults(run=_ingest)
+
+    webhooks = commands.add_parser(
+        "webhooks",
+        help="outgoing webhooks: turn new conversions, commission changes and payouts into "
+        "events and deliver them to the tenants' endpoints, until Ctrl-C (docs/webhooks.md)",
+    )
+    webhooks.set_defaults(run=_webhooks)
 
     dbt = commands.add_parser(
         "dbt",

@@ -4,8 +4,10 @@ ciphertext copied to another row or tenant does not decrypt.
 
 Keys come from `RASTRO_ENCRYPTION_KEYS` ("id:base64key,..."): the first encrypts, every
 one decrypts, and each ciphertext is stored next to the id of its key, so keys rotate by
-putting a new one first. Without that setting one key ("derived-1") is derived from the
-secret key, which is enough for development and tests only.
+putting a new one first (docs/access.md). Without that setting one key ("derived-1") is
+derived from the secret key, which is enough for development and tests only; it stays
+available for decryption once keys are configured, so data written before can still be
+read and re-encrypted under them.
 """
 
 from __future__ import annotations
@@ -34,17 +36,23 @@ class Vault:
         if configured is not None and configured.get_secret_value().strip():
             for entry in configured.get_secret_value().split(","):
                 key_id, _, encoded = entry.strip().partition(":")
-                key = base64.b64decode(encoded)
-                if not key_id or len(key) != 32:
+                try:
+                    key = base64.b64decode(encoded, validate=True)
+                except ValueError:
+                    key = b""
+                if not key_id or len(key) != 32 or key_id in self._keys:
                     raise ValueError(
-                        "RASTRO_ENCRYPTION_KEYS entries are id:base64 of 32 random bytes"
+                        "RASTRO_ENCRYPTION_KEYS entries are id:base64 of 32 random bytes, "
+                        "each id once"
                     )
-                self._keys.setdefault(key_id, key)
-            self.current_key_id = configured.get_secret_value().split(",")[0].split(":")[0]
+                self._keys[key_id] = key
+            self.current_key_id = next(iter(self._keys))
         else:
-            secret = settings.secret_key.get_secret_value().encode()
-            self._keys[DERIVED_KEY_ID] = hmac.new(secret, b"encryption:1", hashlib.sha256).digest()
             self.current_key_id = DERIVED_KEY_ID
+        secret = settings.secret_key.get_secret_value().encode()
+        self._keys.setdefault(
+            DERIVED_KEY_ID, hmac.new(secret, b"encryption:1", hashlib.sha256).digest()
+        )
 
     def encrypt(self, plaintext: str, associated: str) -> tuple[str, str]:
         """(key id, base64 ciphertext) of `plaintext`, bound to `associated` (e.g.

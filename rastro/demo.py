@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rastro.ids import stable_uuid7
-from rastro.keys import KEY_PREFIX, display_prefix, hash_api_key
+from rastro.keys import KEY_PREFIX, display_prefix, hash_api_key, hash_password
 from rastro.settings import Settings
 from rastro.warehouse.client import connect, insert_rows
 
@@ -35,6 +35,14 @@ AFFILIATES = [
 ]
 
 
+# Console logins: (email, display name, role, affiliate key or "")
+USERS = [
+    ("admin@loja-demo.example", "Gerente da Loja Demo", "admin", ""),
+    ("analista@loja-demo.example", "Analista da Loja Demo", "analyst", ""),
+    ("ana@blog-da-ana.example", "Ana (Blog da Ana)", "affiliate", "ana"),
+]
+
+
 def _stamps() -> dict[str, Any]:
     return {"created_at": SEEDED_AT, "updated_at": SEEDED_AT, "version": VERSION}
 
@@ -46,6 +54,44 @@ def demo_api_key(settings: Settings) -> str:
         settings.secret_key.get_secret_value().encode(), b"demo-admin-key", hashlib.sha256
     ).hexdigest()
     return f"{KEY_PREFIX}demo{digest[:36]}"
+
+
+def demo_password(settings: Settings, email: str) -> str:
+    """A demo user's password: stable for an installation, derived from its secret."""
+    digest = hmac.new(
+        settings.secret_key.get_secret_value().encode(), f"demo-user:{email}".encode(), "sha256"
+    ).hexdigest()
+    return f"demo-{digest[:12]}"
+
+
+def seed_demo_users(settings: Settings) -> list[tuple[str, str, str]]:
+    """Writes the demo tenant's console users; returns (role, email, password) of each."""
+    client = connect(settings, database=settings.clickhouse_database)
+    rows, logins = [], []
+    for email, name, role, affiliate_key in USERS:
+        password = demo_password(settings, email)
+        rows.append(
+            {
+                "tenant_id": TENANT_ID,
+                "id": stable_uuid7(_MS, f"demo-user-{email}"),
+                "email": email,
+                "display_name": name,
+                "role": role,
+                "affiliate_id": (
+                    stable_uuid7(_MS, f"demo-affiliate-{affiliate_key}") if affiliate_key else None
+                ),
+                "password_hash": hash_password(password),
+                "invite_token_hash": "",
+                "invited_at": None,
+                "locale": "pt-BR",
+                "status": "active",
+                **_stamps(),
+            }
+        )
+        logins.append((role, email, password))
+    insert_rows(client, "users", rows)
+    client.close()
+    return logins
 
 
 def seed_demo(settings: Settings) -> str:

@@ -116,7 +116,7 @@ class Supervisor:
 def up(settings: Settings, data_dir: Path | None = None) -> int:
     from pipelines.dbt import run_dbt
     from pipelines.simulate.demo import seed_demo_traffic
-    from rastro.demo import seed_demo
+    from rastro.demo import seed_demo, seed_demo_users
     from rastro.schema.migrate import migrate
     from rastro.warehouse.client import connect
 
@@ -153,6 +153,7 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
         applied = migrate(connect(settings), settings.clickhouse_database)
         log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
         demo_key = seed_demo(settings)
+        demo_logins = seed_demo_users(settings)
         # A month of simulated visitors and orders for the demo tenant, into the event log
         # (once per data directory): the ingest job started below loads them.
         seed_demo_traffic(settings)
@@ -170,6 +171,14 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
                 "ingest",
                 [python, "-m", "rastro.cli", "ingest"],
                 url="(event log -> warehouse)",
+                health_url=None,
+            )
+        )
+        supervisor.start(
+            Service(
+                "webhooks",
+                [python, "-m", "rastro.cli", "webhooks"],
+                url="(outbox -> merchants' endpoints)",
                 health_url=None,
             )
         )
@@ -212,7 +221,7 @@ def up(settings: Settings, data_dir: Path | None = None) -> int:
                 health_url=None,
             )
         )
-        _print_urls(settings, supervisor.services, demo_key)
+        _print_urls(settings, supervisor.services, demo_key, demo_logins)
         return supervisor.wait()
     except Exception:
         log.exception("the platform failed to start")
@@ -230,7 +239,12 @@ def _dagster_home(data_dir: Path) -> dict[str, str]:
     return {"DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1"}
 
 
-def _print_urls(settings: Settings, services: list[Service], demo_key: str) -> None:
+def _print_urls(
+    settings: Settings,
+    services: list[Service],
+    demo_key: str,
+    demo_logins: list[tuple[str, str, str]],
+) -> None:
     warehouse = urlsplit(settings.warehouse_url)
     where = f"{warehouse.scheme}://{warehouse.hostname}:{warehouse.port or 8123}"
     mode = "embedded (chDB)" if settings.embedded else "server"
@@ -242,5 +256,9 @@ def _print_urls(settings: Settings, services: list[Service], demo_key: str) -> N
         f"  demo tenant admin API key: {demo_key}",
         f"  try: curl -H 'Authorization: Bearer {demo_key}' "
         f"http://{settings.api_host}:{settings.api_port}/v1/links",
+        f"  console:   http://{settings.api_host}:{settings.api_port}/console/ (demo logins below)",
+    ]
+    lines += [
+        f"    {role:<9} {email}  password: {password}" for role, email, password in demo_logins
     ]
     print("\n".join(lines) + "\n", flush=True)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import Request, urlopen
 
+import httpx2
 import psutil
 import pytest
 
@@ -116,6 +117,16 @@ def test_up_runs_migrates_seeds_and_stops_cleanly(tmp_path: Path) -> None:
         )
         with urlopen(request, timeout=10) as response:
             assert len(json.loads(response.read())["items"]) == 5  # 3 links, 2 coupons
+        # The printed demo admin logs in to the console.
+        admin = printed.split("admin     admin@loja-demo.example  password: ")[1].split()[0]
+        with httpx2.Client(base_url=f"http://127.0.0.1:{api_port}") as browser:
+            form = browser.get("/console/login").text
+            csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+            answer = browser.post(
+                "/console/login",
+                data={"email": "admin@loja-demo.example", "password": admin, "csrf_token": csrf},
+            )
+            assert answer.status_code == 303 and "rastro_session" in browser.cookies
         # The simulated month of demo traffic reaches the warehouse through the ingest job.
         orders = _settled_count(port, "SELECT count() FROM rastro.conversions_dedup")
 

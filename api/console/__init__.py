@@ -1,5 +1,6 @@
-"""(being written: issue 7) The console: server-rendered pages for merchants and affiliates."""
+"""The console: server-rendered pages for merchants and affiliates, at /console
+(docs/console.md). `router` is what api/main.py includes."""
 
-from fastapi import APIRouter
+from api.console.app import router
 
-router = APIRouter()
+__all__ = ["router"]

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from api import visitors
+from api.campaigns import in_force
 from api.deps import StateDep
 from api.state import EdgeState
 from rastro.contracts import Click, Consent, IdentityLink, PageEvent, encode
@@ -257,7 +258,7 @@ def _load_settings(state: EdgeState, tenant_id: str) -> TagSettings | None:
     if tenant.status() != "active":
         return None
     merchants = tenant.merchant_domains()
-    campaigns = [c for c in tenant.campaigns() if c.status == "active"]
+    campaigns = [c for c in in_force(tenant) if c.status == "active"]
     click_params = [DEFAULT_CLICK_PARAM]
     landing_params: list[str] = []
     for campaign in campaigns:

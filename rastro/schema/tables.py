@@ -946,6 +946,13 @@ PAYOUT_BATCHES = Table(
         Column("currency", "LowCardinality(String)", "ISO 4217 code of amount_minor"),
         Column("amount_minor", "Int64", "Total to pay: the approved balance of the commissions"),
         Column("commission_ids", "Array(String)", "The commissions the amount pays"),
+        Column(
+            "commission_amounts",
+            "Array(Int64)",
+            "Each commission's approved amount in minor units, in the order of commission_ids "
+            "(they sum to amount_minor): what paying writes to payout_items",
+            added_in=6,
+        ),
         Column("payout_method", "LowCardinality(String)", "The affiliate's method when prepared"),
         Column("prepared_at", "DateTime64(3, 'UTC')", "When the batch was prepared"),
     ),
@@ -986,6 +993,11 @@ USERS = Table(
             "invite_token_hash",
             "String",
             "Hex SHA-256 of the one-time invitation token; empty once accepted",
+        ),
+        Column(
+            "invited_at",
+            "Nullable(DateTime64(3, 'UTC'))",
+            "When the pending invitation was sent (it expires 7 days later); NULL: none pending",
         ),
         Column("locale", "LowCardinality(String)", "pt-BR | en: the console's language"),
         Column("status", "LowCardinality(String)", "invited | active | disabled"),
@@ -1052,7 +1064,8 @@ WEBHOOK_ENDPOINTS = Table(
         Column(
             "event_types",
             "Array(LowCardinality(String))",
-            "The event types sent (conversion.created, commission.approved, ...); empty: all",
+            "The event types sent to it (conversion.created, commission.approved, ...): at "
+            "least one",
         ),
         Column(
             "secret_ciphertext",
@@ -1090,12 +1103,19 @@ WEBHOOK_EVENTS = Table(
             "Deterministic id of the event (e.g. commission.approved:<ledger entry id>)",
         ),
         Column("type", "LowCardinality(String)", "conversion.created | commission.approved | ..."),
+        Column(
+            "endpoint_id",
+            "String",
+            "The one endpoint it is for (webhook.test); empty: every endpoint subscribed to type",
+        ),
         Column("payload", "String", "JSON object sent as the event's data"),
         Column("occurred_at", "DateTime64(3, 'UTC')", "When what the event reports happened"),
         Column("created_at", "DateTime64(3, 'UTC')", "When the event was put in the outbox"),
     ),
     engine="ReplacingMergeTree",
-    partition_by="toYYYYMM(created_at)",
+    # By the time of what happened, which is part of the event (unlike created_at): an event
+    # written twice lands in the same partition, so its copies collapse.
+    partition_by="toYYYYMM(occurred_at)",
     order_by=("tenant_id", "event_id"),
 )
 
@@ -1108,8 +1128,21 @@ WEBHOOK_DELIVERIES = Table(
     columns=(
         TENANT_ID,
         Column("endpoint_id", "String", "webhook_endpoints.id"),
+        Column("delivery_id", "String", "The attempt's id (UUIDv7: sorts by time)"),
         Column("event_id", "String", "webhook_events.event_id"),
+        Column("event_type", "LowCardinality(String)", "webhook_events.type"),
+        Column(
+            "endpoint_version",
+            "UInt64",
+            "webhook_endpoints.version the attempt was made with: a change of the endpoint "
+            "(re-enabled, a new URL) starts a new count of consecutive failures",
+        ),
         Column("attempt", "UInt16", "1 for the first attempt, 2 for the first retry, ..."),
+        Column(
+            "trigger",
+            "LowCardinality(String)",
+            "automatic (the delivery worker) | manual (a retry asked for through the API)",
+        ),
         Column(
             "outcome",
             "LowCardinality(String)",
@@ -1127,7 +1160,7 @@ WEBHOOK_DELIVERIES = Table(
     ),
     engine="MergeTree",
     partition_by="toYYYYMM(attempted_at)",
-    order_by=("tenant_id", "endpoint_id", "event_id", "attempt"),
+    order_by=("tenant_id", "endpoint_id", "delivery_id"),
 )
 
 WHAT_IF_RUNS = Table(

@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from api import campaigns
+from api.affiliates import create_affiliate
+from api.campaigns import CampaignTerms
 from api.main import create_app
-from api.store import ConfigStore
+from api.state import EdgeState
+from api.store import ConfigStore, Principal
 from rastro.settings import Settings
 from tests.conftest import migrated_database
 from tests.endpoint import free_port
@@ -72,21 +76,13 @@ def make_tenant(
     tenant, key = store.create_tenant(f"Loja {uuid.uuid4().hex[:6]}")
     config = store.for_tenant(tenant.tenant_id)
     config.create_merchant("Loja", [domain])
-    affiliate = config.create_affiliate("Blog da Ana", "content", "BR")
-    campaign = config.create_campaign(
-        {
-            "name": "Programa",
-            "status": "active",
-            "destination_domains": [domain],
-            "attribution_window_days": 30,
-            "click_id_param": "rclid",
-            "landing_params": ["via"],
-            "consent_policy": consent_policy,
-            "attribution_model": "last_click",
-            "hold_days": 30,
-            "commission_rules": [],
-        }
+    setup = Principal(tenant_id=tenant.tenant_id, actor_id="test-setup", scopes=["admin"])
+    state = EdgeState(settings)
+    affiliate = create_affiliate(config, state, setup, "Blog da Ana", "content", "BR")
+    terms = CampaignTerms(
+        name="Programa", destination_domains=[domain], consent_policy=consent_policy
     )
+    campaign = campaigns.create(state, config, setup, terms)
     return TenantFixture(tenant.tenant_id, key, affiliate.id, campaign.campaign_id, domain)
 
 

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from api.store import ConfigStore
+from api import links
+from api.store import ConfigStore, Principal
 from rastro.contracts import Click, Conversion, decode
 from rastro.eventlog import LogReader, Offset
 from rastro.settings import Settings
@@ -31,8 +32,9 @@ def test_kill_9_under_load_loses_nothing_acknowledged(
     settings: Settings, tenant: TenantFixture
 ) -> None:
     store = ConfigStore(settings).for_tenant(tenant.tenant_id)
-    link = store.create_link(
-        tenant.affiliate_id, tenant.campaign_id, f"https://{tenant.domain}/", ["", "", "", "", ""]
+    setup = Principal(tenant_id=tenant.tenant_id, actor_id="test-setup", scopes=["admin"])
+    link = links.create_link(
+        store, setup, tenant.affiliate_id, tenant.campaign_id, f"https://{tenant.domain}/", []
     )
     acknowledged_clicks: set[str] = set()
     acknowledged_orders: set[str] = set()

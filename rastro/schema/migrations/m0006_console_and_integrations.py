@@ -2,7 +2,7 @@
 log, payout minimums, outgoing webhooks and what-if scenarios."""
 
 from rastro.schema import tables
-from rastro.schema.operations import CreateTable, Operation
+from rastro.schema.operations import AddColumns, CreateTable, Operation
 
 OPERATIONS: list[Operation] = [
     CreateTable(tables.USERS),
@@ -12,4 +12,6 @@ OPERATIONS: list[Operation] = [
     CreateTable(tables.WEBHOOK_EVENTS),
     CreateTable(tables.WEBHOOK_DELIVERIES),
     CreateTable(tables.WHAT_IF_RUNS),
+    # Per-commission amounts of a prepared batch: paying writes them to payout_items.
+    AddColumns(tables.PAYOUT_BATCHES, ("commission_amounts",)),
 ]

@@ -431,6 +431,7 @@ CREATE TABLE IF NOT EXISTS rastro.payout_batches
     currency LowCardinality(String) COMMENT 'ISO 4217 code of amount_minor',
     amount_minor Int64 COMMENT 'Total to pay: the approved balance of the commissions',
     commission_ids Array(String) COMMENT 'The commissions the amount pays',
+    commission_amounts Array(Int64) COMMENT 'Each commission\'s approved amount in minor units, in the order of commission_ids (they sum to amount_minor): what paying writes to payout_items',
     payout_method LowCardinality(String) COMMENT 'The affiliate\'s method when prepared',
     prepared_at DateTime64(3, 'UTC') COMMENT 'When the batch was prepared'
 )
@@ -450,6 +451,7 @@ CREATE TABLE IF NOT EXISTS rastro.users
     affiliate_id Nullable(String) COMMENT 'The affiliate an affiliate user acts for; NULL for merchant staff',
     password_hash String COMMENT 'scrypt$n$r$p$salt$hash (hex); empty until an invited user sets a password',
     invite_token_hash String COMMENT 'Hex SHA-256 of the one-time invitation token; empty once accepted',
+    invited_at Nullable(DateTime64(3, 'UTC')) COMMENT 'When the pending invitation was sent (it expires 7 days later); NULL: none pending',
     locale LowCardinality(String) COMMENT 'pt-BR | en: the console\'s language',
     status LowCardinality(String) COMMENT 'invited | active | disabled',
     created_at DateTime64(3, 'UTC') COMMENT 'When the row was first created',
@@ -497,7 +499,7 @@ CREATE TABLE IF NOT EXISTS rastro.webhook_endpoints
     tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
     id String COMMENT 'The endpoint\'s id (UUIDv7)',
     url String COMMENT 'Where events are POSTed (https, or http for local tests)',
-    event_types Array(LowCardinality(String)) COMMENT 'The event types sent (conversion.created, commission.approved, ...); empty: all',
+    event_types Array(LowCardinality(String)) COMMENT 'The event types sent to it (conversion.created, commission.approved, ...): at least one',
     secret_ciphertext String COMMENT 'The signing secret, encrypted (rastro.crypto); shown once at creation',
     encryption_key_id LowCardinality(String) COMMENT 'Id of the key secret_ciphertext is encrypted with (rotation)',
     status LowCardinality(String) COMMENT 'active | disabled',
@@ -516,12 +518,13 @@ CREATE TABLE IF NOT EXISTS rastro.webhook_events
     tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
     event_id String COMMENT 'Deterministic id of the event (e.g. commission.approved:<ledger entry id>)',
     type LowCardinality(String) COMMENT 'conversion.created | commission.approved | ...',
+    endpoint_id String COMMENT 'The one endpoint it is for (webhook.test); empty: every endpoint subscribed to type',
     payload String COMMENT 'JSON object sent as the event\'s data',
     occurred_at DateTime64(3, 'UTC') COMMENT 'When what the event reports happened',
     created_at DateTime64(3, 'UTC') COMMENT 'When the event was put in the outbox'
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(created_at)
+PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (tenant_id, event_id)
 COMMENT 'One row per event to send to the tenant\'s webhook endpoints (the outbox); an event is written once (its id is derived from what happened) and delivered per endpoint';
 
@@ -529,8 +532,12 @@ CREATE TABLE IF NOT EXISTS rastro.webhook_deliveries
 (
     tenant_id LowCardinality(String) COMMENT 'The tenant (merchant account) owning the row',
     endpoint_id String COMMENT 'webhook_endpoints.id',
+    delivery_id String COMMENT 'The attempt\'s id (UUIDv7: sorts by time)',
     event_id String COMMENT 'webhook_events.event_id',
+    event_type LowCardinality(String) COMMENT 'webhook_events.type',
+    endpoint_version UInt64 COMMENT 'webhook_endpoints.version the attempt was made with: a change of the endpoint (re-enabled, a new URL) starts a new count of consecutive failures',
     attempt UInt16 COMMENT '1 for the first attempt, 2 for the first retry, ...',
+    trigger LowCardinality(String) COMMENT 'automatic (the delivery worker) | manual (a retry asked for through the API)',
     outcome LowCardinality(String) COMMENT 'delivered (2xx) | failed (retried at next_attempt_at) | gave_up (no more retries)',
     response_status UInt16 COMMENT 'The HTTP status answered; 0 when none',
     error String COMMENT 'What went wrong: the status or the connection error',
@@ -540,7 +547,7 @@ CREATE TABLE IF NOT EXISTS rastro.webhook_deliveries
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(attempted_at)
-ORDER BY (tenant_id, endpoint_id, event_id, attempt)
+ORDER BY (tenant_id, endpoint_id, delivery_id)
 COMMENT 'One row per delivery attempt of an event to an endpoint: the request\'s outcome, and when the next attempt is due; append-only';
 
 CREATE TABLE IF NOT EXISTS rastro.what_if_runs

@@ -1,6 +1,22 @@
 -- Campaign terms with their effective period closed: a version applies from its
 -- valid_from until its valid_to or the next version's valid_from, whichever comes first.
 -- Conversions join here to find "the terms in force at conversion time".
+-- A what-if scenario (vars what_if__*, pipelines/what_if.py) replaces one campaign's payable
+-- model and/or window here, in every version of its terms: everything downstream is the
+-- production logic, unchanged.
+{%- set scenario_campaign = var('what_if__campaign_id') %}
+{%- set scenario_model = var('what_if__attribution_model') %}
+{%- set scenario_window = var('what_if__window_days') | int %}
+{%- if scenario_campaign and not modules.re.fullmatch('[A-Za-z0-9_-]{1,64}', scenario_campaign) %}
+    {{ exceptions.raise_compiler_error('what_if__campaign_id is not an id: ' ~ scenario_campaign) }}
+{%- endif %}
+{%- if scenario_model not in ['', 'first_click', 'last_click', 'linear', 'time_decay', 'position_based', 'data_driven'] %}
+    {{ exceptions.raise_compiler_error('what_if__attribution_model is not a model: ' ~ scenario_model) }}
+{%- endif %}
+{%- if scenario_window < 0 or scenario_window > 365 %}
+    {{ exceptions.raise_compiler_error('what_if__window_days must be 0..365: ' ~ scenario_window) }}
+{%- endif %}
+
 with
 
 terms as (
@@ -21,9 +37,20 @@ final as (
                 rows between current row and 1 following
             )
         ) as valid_until,
+        {%- if scenario_campaign and scenario_model %}
+        if(campaign_id = '{{ scenario_campaign }}', '{{ scenario_model }}', attribution_model)
+            as payable_model,
+        {%- else %}
         attribution_model as payable_model,
+        {%- endif %}
+        {%- if scenario_campaign and scenario_window %}
+        if(campaign_id = '{{ scenario_campaign }}', {{ scenario_window }},
+           if(attribution_window_days = 0, {{ var('attribution__default_window_days') }}, attribution_window_days))
+            as window_days,
+        {%- else %}
         if(attribution_window_days = 0, {{ var('attribution__default_window_days') }}, attribution_window_days)
             as window_days,
+        {%- endif %}
         if(attribution_half_life_days = 0, {{ var('attribution__default_half_life_days') }}, attribution_half_life_days)
             as half_life_days,
         hold_days,

@@ -11,6 +11,7 @@
 {%- set known_fields = [
     'id', 'type', 'rate', 'amount_minor', 'base', 'segment', 'affiliate_id', 'category',
     'min_order_minor', 'new_customers_only', 'recurring_months', 'tiers', 'cap_minor',
+    'countries', 'product_ids', 'coupon_codes',
 ] -%}
 {#- A rate is a plain decimal fraction with at most 9 decimals (the Decimal(18, 9) it is
     read into): "0.10", "1", never "1e-1" or "10%". -#}
@@ -21,6 +22,10 @@
 {%- set decimal_text = "multiIf(JSONType(@j, '@f') = 'String', JSONExtractString(@j, '@f'), "
     ~ "JSONType(@j, '@f') in ('Int64', 'UInt64', 'Double'), JSONExtractRaw(@j, '@f'), '')" -%}
 {%- set is_count = "(JSONType(@j, '@f') in ('Int64', 'UInt64') and JSONExtractInt(@j, '@f') >= 0)" -%}
+{#- A condition list (countries, product_ids, coupon_codes) is a non-empty array of non-empty
+    strings: an empty list would match nothing, and a number would be read as ''. -#}
+{%- set is_string_list = "(JSONType(@j, '@f') = 'Array' and notEmpty(JSONExtractArrayRaw(@j, '@f')) "
+    ~ "and arrayAll(e -> JSONType(e) = 'String' and JSONExtractString(e) != '', JSONExtractArrayRaw(@j, '@f')))" -%}
 
 with
 
@@ -69,6 +74,11 @@ read as (
         toUInt8(JSONExtractBool(rule, 'new_customers_only')) as new_customers_only,
         toUInt32(JSONExtractUInt(rule, 'recurring_months')) as recurring_months,
         if({{ is_count | replace('@j', 'rule') | replace('@f', 'cap_minor') }}, JSONExtractInt(rule, 'cap_minor'), null) as cap_minor,
+        -- Conditions on the order. Countries and coupon codes compare upper-cased (as the
+        -- customer's country and coupon touches do); product ids exactly.
+        arrayMap(code -> upper(code), JSONExtract(rule, 'countries', 'Array(String)')) as countries,
+        JSONExtract(rule, 'product_ids', 'Array(String)') as product_ids,
+        arrayMap(code -> upper(code), JSONExtract(rule, 'coupon_codes', 'Array(String)')) as coupon_codes,
         JSONExtractArrayRaw(rule, 'tiers') as tiers_json,
         arrayMap(tier -> {{ decimal_text | replace('@j', 'tier') | replace('@f', 'rate') }}, tiers_json) as tier_rate_texts,
         arrayMap(tier -> toUInt32(JSONExtractUInt(tier, 'min_monthly_conversions')), tiers_json)
@@ -109,6 +119,12 @@ read as (
                 {%- endfor %}
                 if(JSONHas(rule, 'new_customers_only') and JSONType(rule, 'new_customers_only') != 'Bool',
                     'new_customers_only must be true or false', ''),
+                {%- for field in ['countries', 'product_ids', 'coupon_codes'] %}
+                if(JSONHas(rule, '{{ field }}') and not {{ is_string_list | replace('@j', 'rule') | replace('@f', field) }},
+                    '{{ field }} must be a non-empty array of non-empty strings', ''),
+                {%- endfor %}
+                if(notEmpty(arrayFilter(code -> not match(code, '^[A-Z]{2}$'), countries)),
+                    'countries must be ISO 3166-1 alpha-2 codes ("BR")', ''),
                 if(JSONHas(rule, 'tiers') and (JSONType(rule, 'tiers') != 'Array' or not tiers_readable),
                     'tiers must be an array of {"min_monthly_conversions": n, "rate": "0.xx"}', ''),
                 if(length(arrayDistinct(tier_minimums)) != length(tier_minimums),
@@ -152,6 +168,9 @@ rules as (
             'Array(Tuple(min_monthly_conversions UInt32, rate Decimal(18, 9)))'
         ) as tiers,
         cap_minor,
+        countries,
+        product_ids,
+        coupon_codes,
         -- affiliate_id beats segment beats neither (both: the most specific of all).
         toUInt8(2 * (affiliate_id != '') + (segment != '')) as specificity,
         toUInt8(empty(invalid_reasons)) as is_valid,
@@ -179,6 +198,9 @@ unreadable_terms as (
         toUInt32(0) as recurring_months,
         cast([], 'Array(Tuple(min_monthly_conversions UInt32, rate Decimal(18, 9)))') as tiers,
         cast(null as Nullable(Int64)) as cap_minor,
+        cast([], 'Array(String)') as countries,
+        cast([], 'Array(String)') as product_ids,
+        cast([], 'Array(String)') as coupon_codes,
         toUInt8(0) as specificity,
         toUInt8(0) as is_valid,
         ['commission_rules is not a JSON array'] as invalid_reasons,

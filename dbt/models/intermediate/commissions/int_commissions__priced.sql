@@ -1,8 +1,9 @@
 -- Which rules price each payable credit, on what base, at what rate (docs/attribution.md,
--- section 4): per category with an applicable category rule, its most specific rule on the
--- category's lines; then the most specific applicable rule without a category on the rest of
--- the order. Amounts here are for the whole order, before the affiliate's share (the cap is
--- per conversion); fct_commissions applies the share and rounds.
+-- section 4): each line of the order goes to the applicable line rule (category or products)
+-- that targets it most narrowly, and each such rule prices the sum of its lines; then the most
+-- specific applicable rule without a category or products prices the rest of the order.
+-- Amounts here are for the whole order, before the affiliate's share (the cap is per
+-- conversion); fct_commissions applies the share and rounds.
 {{
     config(
         order_by='(tenant_id, conversion_id, affiliate_id, rule_index)',
@@ -47,6 +48,8 @@ orders as (
         net_minor,
         is_new_customer,
         renewal_number,
+        country,
+        coupon_codes,
         line_items
     from {{ ref('int_conversions__current') }}
 ),
@@ -82,14 +85,13 @@ applicable as (
         rules.base as base,
         rules.category as category,
         lower(rules.category) as category_key,
+        rules.product_ids as product_ids,
+        -- A line rule prices only the lines it selects; any other rule prices the rest.
+        toUInt8(rules.category != '' or notEmpty(rules.product_ids)) as is_line_rule,
         rules.tiers as tiers,
         rules.cap_minor as cap_minor,
         rules.specificity as specificity,
-        -- Categories compare case-insensitively ("Electronics" is "electronics").
-        arrayExists(line -> lower(line.category) = category_key, orders.line_items) as has_category_lines,
-        arraySum(
-            line -> if(lower(line.category) = category_key, line.amount_minor, 0), orders.line_items
-        ) as category_lines_minor
+        orders.line_items as line_items
     from counted
     inner join orders
         on orders.tenant_id = counted.tenant_id
@@ -107,62 +109,100 @@ applicable as (
         and (rules.new_customers_only = 0 or orders.is_new_customer)
         -- A renewal n earns only under a rule with recurring_months >= n.
         and orders.renewal_number <= rules.recurring_months
-        and (rules.category = '' or has_category_lines)
+        -- The customer's country; an order without one matches no country rule.
+        and (empty(rules.countries) or has(rules.countries, upper(orders.country)))
+        -- Coupon codes compare case-insensitively, as coupon touches do.
+        and (empty(rules.coupon_codes) or hasAny(rules.coupon_codes, arrayMap(code -> upper(code), orders.coupon_codes)))
 ),
 
-category_priced as (
-    -- Each category is priced by its most specific rule (among equals, the earlier one).
+line_claims as (
+    -- Each line goes to the line rule that targets it most narrowly: a rule naming products
+    -- before a category rule, then the most specific, then the earlier in the array.
+    -- Categories compare case-insensitively ("Electronics" is "electronics"); a product id
+    -- is the line's product_id or its sku, exactly.
     select
-        *,
-        'category' as priced_part,
-        greatest(category_lines_minor, 0) as base_minor
+        tenant_id,
+        conversion_id,
+        affiliate_id,
+        rule_index,
+        line_number,
+        line.amount_minor as line_amount_minor
     from applicable
-    where category != ''
-    order by specificity desc, rule_index
-    limit 1 by tenant_id, conversion_id, affiliate_id, category_key
+    array join line_items as line, arrayEnumerate(line_items) as line_number
+    where is_line_rule = 1
+        and (category_key = '' or lower(line.category) = category_key)
+        and (empty(product_ids) or has(product_ids, line.product_id) or has(product_ids, line.sku))
+    order by notEmpty(product_ids) desc, specificity desc, rule_index
+    limit 1 by tenant_id, conversion_id, affiliate_id, line_number
 ),
 
-category_totals as (
+line_totals as (
+    select
+        tenant_id,
+        conversion_id,
+        affiliate_id,
+        rule_index,
+        sum(line_amount_minor) as lines_minor
+    from line_claims
+    group by tenant_id, conversion_id, affiliate_id, rule_index
+),
+
+lines_priced as (
+    -- A line rule that selects no line of the order (or lost all of them to narrower rules)
+    -- prices nothing, a flat one included.
+    select
+        applicable.*,
+        if(notEmpty(applicable.product_ids), 'product', 'category') as priced_part,
+        greatest(line_totals.lines_minor, 0) as base_minor
+    from applicable
+    inner join line_totals
+        on line_totals.tenant_id = applicable.tenant_id
+        and line_totals.conversion_id = applicable.conversion_id
+        and line_totals.affiliate_id = applicable.affiliate_id
+        and line_totals.rule_index = applicable.rule_index
+),
+
+priced_lines_totals as (
     select
         tenant_id,
         conversion_id,
         affiliate_id,
         sum(base_minor) as priced_lines_minor,
-        toUInt8(1) as has_priced_categories
-    from category_priced
+        toUInt8(1) as has_priced_lines
+    from lines_priced
     group by tenant_id, conversion_id, affiliate_id
 ),
 
 rest_rule as (
     select *
     from applicable
-    where category = ''
+    where is_line_rule = 0
     order by specificity desc, rule_index
     limit 1 by tenant_id, conversion_id, affiliate_id
 ),
 
 rest_priced as (
-    -- The rest of the base: the order's net or amount less the lines priced by category,
-    -- never below 0. When categories took all of it, the rest rule prices nothing (a flat
-    -- rule included); an order without priced categories always gets its rest rule.
+    -- The rest of the base: the order's net or amount less the lines priced by line rules,
+    -- never below 0. When line rules took all of it, the rest rule prices nothing (a flat
+    -- rule included); an order without priced lines always gets its rest rule.
     select
         rest_rule.*,
         'rest' as priced_part,
         greatest(
             if(rest_rule.base = 'amount', rest_rule.order_amount_minor, rest_rule.order_net_minor)
-                - ifNull(category_totals.priced_lines_minor, 0),
+                - ifNull(priced_lines_totals.priced_lines_minor, 0),
             0
         ) as base_minor
     from rest_rule
-    left join category_totals
-        on category_totals.tenant_id = rest_rule.tenant_id
-        and category_totals.conversion_id = rest_rule.conversion_id
-        and category_totals.affiliate_id = rest_rule.affiliate_id
-    where base_minor > 0 or ifNull(category_totals.has_priced_categories, 0) = 0
+    left join priced_lines_totals
+        on priced_lines_totals.tenant_id = rest_rule.tenant_id
+        and priced_lines_totals.conversion_id = rest_rule.conversion_id
+        and priced_lines_totals.affiliate_id = rest_rule.affiliate_id
+    where base_minor > 0 or ifNull(priced_lines_totals.has_priced_lines, 0) = 0
 ),
 
 priced as (
-    select * from category_priced
+    select * from lines_priced
     union all
     select * from rest_priced
 ),

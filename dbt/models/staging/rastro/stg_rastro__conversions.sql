@@ -18,6 +18,7 @@ select
     customer_id,
     email_hash,
     is_new_customer,
+    country,
     affiliate_id as named_affiliate_id,
     source as conversion_source,
     subscription_id,
