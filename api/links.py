@@ -260,12 +260,13 @@ def set_status(
     """Pauses or resumes a tracked link: a paused link's redirect goes to the fallback page."""
     link = get(scope, link_id)
     if link.kind != "link":
-        # Attribution credits a coupon code on an order whatever the coupon's status, so a
-        # "paused" coupon would still earn: refuse rather than pretend.
+        # A link keeps only its latest status, so attribution cannot tell when a coupon was
+        # paused: pausing one would take back what it earned before. Campaigns are paused by
+        # a new terms version, which attribution reads as of each conversion.
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            "coupons cannot be paused: attribution credits a coupon code used at checkout "
-            "whatever its status (disable the code in the store instead)",
+            "a coupon cannot be paused on its own: pause its campaign (coupons earn nothing "
+            "while it is paused), or disable the code in the store",
         )
     if link.status == new_status:
         raise HTTPException(status.HTTP_409_CONFLICT, f"link {link_id!r} is already {new_status}")

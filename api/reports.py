@@ -660,8 +660,8 @@ class Touch(BaseModel):
     campaign_terms_version: int | None
     outcome: Literal["kept", "excluded", "dropped_by_conflict_rules"]
     exclusion_reason: str = Field(
-        description="Why excluded (bot, unknown_link, no_terms, outside_window, paid_hijack, "
-        "velocity, self_referral, affiliate_inactive); empty otherwise"
+        description="Why excluded (bot, unknown_link, no_terms, inactive_campaign, outside_window, "
+        "paid_hijack, velocity, self_referral, affiliate_inactive); empty otherwise"
     )
     own: bool | None = Field(None, description="For an affiliate caller: this touch is yours")
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import audit
 from api.store import Principal, TenantScope, UtcDatetime
 from rastro.ids import uuid7
 
@@ -548,48 +549,29 @@ def decide(
             for d in decided
         ],
     )
-    _audit_decisions(scope, actor, decision, reason, decided, decided_at)
+    audit.record_many(
+        scope,
+        actor,
+        f"commission.{decision}",
+        "commission",
+        [
+            (
+                d.commission_id,
+                {
+                    "decision_id": d.decision_id,
+                    "previous_status": d.previous_status,
+                    "status": d.status,
+                },
+            )
+            for d in decided
+        ],
+        reason,
+        at=decided_at,
+    )
     return DecisionsRecorded(
         decision=decision,
         reason=reason,
         decided_by=actor.actor_id,
         decided_at=decided_at,
         commissions=decided,
-    )
-
-
-def _audit_decisions(
-    scope: TenantScope,
-    actor: Principal,
-    decision: str,
-    reason: str,
-    decided: list[DecidedCommission],
-    at: datetime,
-) -> None:
-    """One audit entry per commission, as api.audit.record writes them, in one insert: up to
-    MAX_DECISIONS separate inserts would take seconds and leave as many parts to merge."""
-    scope.insert(
-        "audit_log",
-        [
-            {
-                "at": at,
-                "audit_id": uuid7(),
-                "actor_kind": actor.actor_kind,
-                "actor_id": actor.actor_id,
-                "actor_name": actor.actor_name,
-                "action": f"commission.{decision}",
-                "subject_kind": "commission",
-                "subject_id": d.commission_id,
-                "reason": reason,
-                "details": json.dumps(
-                    {
-                        "decision_id": d.decision_id,
-                        "previous_status": d.previous_status,
-                        "status": d.status,
-                    },
-                    sort_keys=True,
-                ),
-            }
-            for d in decided
-        ],
     )

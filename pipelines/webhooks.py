@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from api import audit
 from api.store import ConfigStore, Principal, TenantScope
 from api.webhooks import (
     SIGNATURE_HEADER,
@@ -433,13 +434,14 @@ def deliver_now(
     vault: Vault,
     stored: StoredEndpoint,
     event: Event,
+    actor: Principal,
     policy: DeliveryPolicy | None = None,
 ) -> Delivery:
-    """A retry asked for by hand: one attempt now, numbered after the ones made. If it
-    fails, the schedule goes on from there (or gives up) as for any attempt."""
+    """A retry asked for by hand (audited): one attempt now, numbered after the ones made.
+    If it fails, the schedule goes on from there (or gives up) as for any attempt."""
     attempt = attempts_made(scope, stored.id, event.event_id) + 1
     secret = endpoint_secret(scope, vault, stored)
-    return deliver(
+    delivery = deliver(
         scope,
         stored,
         secret,
@@ -450,6 +452,15 @@ def deliver_now(
         utc_now(),
         random.Random(),
     )
+    audit.record(
+        scope,
+        actor,
+        "webhook.retry",
+        "webhook_endpoint",
+        stored.id,
+        details={"event_id": event.event_id, "outcome": delivery.outcome},
+    )
+    return delivery
 
 
 @dataclass(frozen=True)

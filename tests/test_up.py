@@ -191,11 +191,13 @@ def test_up_in_server_mode_starts_nothing_embedded(tmp_path: Path) -> None:
         with _rastro_up(tmp_path, env) as (process, printed):
             assert "warehouse: server at" in printed
             children = psutil.Process(process.pid).children()
-            # The API, the ingest job, Dagster's webserver and daemon; no warehouse.
+            # The API, the ingest job, the webhook worker, Dagster's webserver and daemon; no
+            # warehouse.
             commands = sorted(" ".join(child.cmdline()[-3:]) for child in children)
             assert [command.split()[-1] for command in commands] == [
                 "api",
                 "ingest",
+                "webhooks",
                 "orchestration.definitions",
                 "orchestration.definitions",
             ], commands

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api import audit, webhooks
+from api import webhooks
 from api.deps import (
     ERROR_RESPONSES,
     ErrorDetail,
@@ -377,13 +377,4 @@ def retry_delivery(
     event = webhooks.event_for(scope, stored, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r} for this endpoint")
-    delivery = deliver_now(scope, state.vault, stored, event)
-    audit.record(
-        scope,
-        principal,
-        "webhook.retry",
-        "webhook_endpoint",
-        stored.id,
-        details={"event_id": event_id, "outcome": delivery.outcome},
-    )
-    return delivery
+    return deliver_now(scope, state.vault, stored, event, principal)

@@ -13,7 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from api.main import create_app
 from api.state import EdgeState
 from api.store import ConfigStore, Principal
 from rastro.settings import Settings
-from tests.conftest import migrated_database
+from tests.conftest import client_for, migrated_database
 from tests.endpoint import free_port
 
 
@@ -143,14 +144,23 @@ class BuiltWarehouse:
     tenant_ids: list[str]
 
 
-@pytest.fixture(scope="session")
-def built_warehouse(
-    warehouse_url: str, tmp_path_factory: pytest.TempPathFactory
+def build_database(
+    warehouse_url: str,
+    state: Path,
+    prefix: str,
+    *,
+    seed: int = 7,
+    conversions: int = 120,
+    up_to_now: bool = False,
+    fraud: bool = False,
 ) -> Iterator[BuiltWarehouse]:
+    """A database of its own with simulated traffic ingested and built (~25 s). With
+    `up_to_now`, conversions run up to an hour ago, so some commissions are still inside
+    their hold period; with `fraud`, the fraud batch has flagged (and held) what it finds."""
+    from pipelines.fraud import detect, record
     from pipelines.simulate import Options, ingest_and_build, simulate
 
-    with migrated_database(warehouse_url, "rastro_api_built") as database:
-        state = tmp_path_factory.mktemp("built")
+    with migrated_database(warehouse_url, prefix) as database:
         settings = Settings(
             _env_file=None,
             clickhouse_url=warehouse_url,
@@ -159,7 +169,22 @@ def built_warehouse(
             public_url="http://testserver",
             secret_key="test-secret",
         )
-        summary = simulate(settings, Options(seed=7, conversions=120, out=state / "truth"))
+        options = Options(seed=seed, conversions=conversions, out=state / "truth")
+        if up_to_now:
+            options = replace(options, end=datetime.now(UTC) - timedelta(hours=1), days=75)
+        summary = simulate(settings, options)
         build = ingest_and_build(settings)
         assert build.returncode == 0, build.output[-20_000:]
+        if fraud:
+            client = client_for(warehouse_url, database=database)
+            record(client, database, detect(client, database), "test-run")
+            client.close()
         yield BuiltWarehouse(settings, summary.tenants)
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(
+    warehouse_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BuiltWarehouse]:
+    """Read-only for the tests that use it: tests that write build a database of their own."""
+    yield from build_database(warehouse_url, tmp_path_factory.mktemp("built"), "rastro_api_built")

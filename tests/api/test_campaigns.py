@@ -863,7 +863,7 @@ def test_coupons_are_unique_per_tenant_in_any_case(
 
     coupons = app.get("/v1/links?kind=coupon", headers=tenant.auth).json()["items"]
     assert [c["id"] for c in coupons] == [coupon["id"]]
-    # A coupon credits whatever its status, so it cannot be paused.
+    # A coupon cannot be paused on its own (links keep only their latest status).
     refused = app.post(f"/v1/links/{coupon['id']}/pause", headers=tenant.auth)
     assert refused.status_code == 409
     assert _actions(settings, tenant, coupon["id"]) == ["coupon.create"]

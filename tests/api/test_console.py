@@ -405,6 +405,8 @@ def _campaign_form(**changes: str) -> dict[str, str]:
         "rule-1-category": "calcados",
         "rule-1-min_order": "1.000,00",
         "rule-1-new_customers_only": "1",
+        "rule-1-countries": "br, pt",
+        "rule-1-coupon_codes": "VERAO10",
         "action": "save",
     }
     form.update(changes)
@@ -458,11 +460,17 @@ def test_a_merchant_creates_a_campaign_with_rules(
             "category": "calcados",
             "min_order_minor": 100000,
             "new_customers_only": True,
+            "countries": ["BR", "PT"],
+            "coupon_codes": ["VERAO10"],
         },
     ]
+    # Editing starts from the terms in force, conditions included.
+    edit = app.get(f"/console/campaigns/{campaign_id}/edit")
+    assert 'value="BR PT"' in edit.text and 'value="VERAO10"' in edit.text
     detail = app.get(answer.headers["location"])
     assert "Campanha &#34;Verão 2026&#34; criada." in detail.text or "Verão 2026" in detail.text
     assert "R$ 150,00" in detail.text and "12,5%" in detail.text and "R$ 1.000,00" in detail.text
+    assert "BR, PT" in detail.text and "VERAO10" in detail.text
 
 
 def test_links_are_made_for_an_affiliate_and_never_open_redirects(
@@ -618,6 +626,25 @@ def test_every_page_renders_in_both_languages(
                 assert answer.status_code == 200, (path, answer.text[-2000:])
                 assert f'<html lang="{locale}"' in answer.text, path
                 assert 'data-testid="nav-' in answer.text
+
+
+def test_a_conversion_page_shows_every_models_credit_and_the_payable_one(
+    built_app: TestClient, built_users: BuiltUsers
+) -> None:
+    logged_in(built_app, built_users.analyst)
+    page = built_app.get(f"/console/conversions/{built_users.conversion_id}").text
+    models = set(re.findall(r'data-testid="model-row" data-model="(\w+)"', page))
+    assert models == {
+        "first_click",
+        "last_click",
+        "linear",
+        "time_decay",
+        "position_based",
+        "data_driven",
+    }
+    payable = re.findall(r'data-model="(\w+)" data-payable="true"', page)
+    assert len(set(payable)) == 1, payable
+    assert 'data-testid="explained-commission"' in page
 
 
 def test_the_dashboard_shows_money_in_the_users_language(

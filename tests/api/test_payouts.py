@@ -30,8 +30,7 @@ from api.store import ConfigStore, Principal
 from pipelines.dbt import run_dbt
 from pipelines.payouts import DEFAULT_MINIMUM_MINOR, prepare
 from pipelines.reconcile import reconcile_orders_vs_reported
-from tests.api.conftest import BuiltWarehouse
-from tests.api.test_review import build_database
+from tests.api.conftest import BuiltWarehouse, build_database
 from tests.conftest import client_for
 
 # Valid Brazilian tax ids (their check digits hold).
@@ -44,7 +43,12 @@ def paying(
     warehouse_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuiltWarehouse]:
     yield from build_database(
-        warehouse_url, tmp_path_factory.mktemp("payouts"), "rastro_api_payouts", fraud=False
+        warehouse_url,
+        tmp_path_factory.mktemp("payouts"),
+        "rastro_api_payouts",
+        seed=11,
+        conversions=100,
+        up_to_now=True,
     )
 
 

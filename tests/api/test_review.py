@@ -6,8 +6,7 @@ the warehouse's own tables, never written down."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,41 +15,8 @@ from starlette.testclient import TestClient
 from api import audit
 from api.main import create_app
 from api.store import ConfigStore
-from rastro.settings import Settings
-from tests.api.conftest import BuiltWarehouse, TenantFixture
-from tests.conftest import client_for, migrated_database
-
-
-def build_database(
-    warehouse_url: str, state: Path, prefix: str, *, fraud: bool
-) -> Iterator[BuiltWarehouse]:
-    """A database of its own with simulated traffic ingested and built (the shared
-    built_warehouse is read-only: these tests write decisions and payments). Conversions run
-    up to now, so some commissions are still inside their hold period."""
-    from pipelines.fraud import detect, record
-    from pipelines.simulate import Options, ingest_and_build, simulate
-
-    with migrated_database(warehouse_url, prefix) as database:
-        settings = Settings(
-            _env_file=None,
-            clickhouse_url=warehouse_url,
-            clickhouse_database=database,
-            data_dir=state / "state",
-            public_url="http://testserver",
-            secret_key="test-secret",
-        )
-        end = datetime.now(UTC) - timedelta(hours=1)
-        summary = simulate(
-            settings, Options(seed=11, conversions=100, end=end, days=75, out=state / "truth")
-        )
-        build = ingest_and_build(settings)
-        assert build.returncode == 0, build.output[-20_000:]
-        if fraud:
-            client = client_for(warehouse_url, database=database)
-            flags = detect(client, database)
-            record(client, database, flags, "test-run")
-            client.close()
-        yield BuiltWarehouse(settings, summary.tenants)
+from tests.api.conftest import BuiltWarehouse, TenantFixture, build_database
+from tests.conftest import client_for
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +24,13 @@ def reviewed(
     warehouse_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuiltWarehouse]:
     yield from build_database(
-        warehouse_url, tmp_path_factory.mktemp("review"), "rastro_api_review", fraud=True
+        warehouse_url,
+        tmp_path_factory.mktemp("review"),
+        "rastro_api_review",
+        seed=11,
+        conversions=100,
+        up_to_now=True,
+        fraud=True,
     )
 
 

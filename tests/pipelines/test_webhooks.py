@@ -604,7 +604,7 @@ def test_a_retry_by_hand_is_one_more_attempt(
     worker(store, vault, FakeClock()).run_once()
     event = event_for(scope, stored, event_id)
     assert event is not None
-    delivery = deliver_now(scope, vault, stored, event)
+    delivery = deliver_now(scope, vault, stored, event, admin(scope))
     assert (delivery.attempt, delivery.trigger, delivery.outcome) == (2, "manual", "delivered")
     assert len(receiver.received) == 2
     assert receiver.received[0].body == receiver.received[1].body  # the same event, again

@@ -57,7 +57,12 @@ _RULE_FIELDS = (
     "new_customers_only",
     "recurring_months",
     "cap",
+    "countries",
+    "product_ids",
+    "coupon_codes",
 )
+# Conditions written as lists, typed as words separated by spaces or commas.
+_LIST_CONDITIONS = ("countries", "product_ids", "coupon_codes")
 
 
 def blank_rule(index: int) -> dict[str, Any]:
@@ -128,6 +133,10 @@ def _to_request(
         for name in ("category", "segment", "affiliate_id"):
             if rule[name]:
                 out[name] = rule[name]
+        for name in _LIST_CONDITIONS:
+            if rule[name]:
+                words = _split(rule[name])
+                out[name] = [w.upper() for w in words] if name == "countries" else words
         for name, target in (("min_order", "min_order_minor"), ("cap", "cap_minor")):
             if rule[name]:
                 try:
@@ -358,6 +367,7 @@ def _as_form(
             affiliate_id=written.get("affiliate_id") or "",
             new_customers_only="1" if written.get("new_customers_only") else "",
             recurring_months=str(written.get("recurring_months", 0)),
+            **{name: " ".join(written.get(name) or []) for name in _LIST_CONDITIONS},
         )
         for j, tier in enumerate(written.get("tiers", [])[:TIERS_PER_RULE]):
             rule["tiers"][j] = {

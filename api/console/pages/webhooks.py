@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Form, HTTPException, Query, status
 from fastapi.responses import Response
 
-from api import audit, webhooks
+from api import webhooks
 from api.console.web import PREFIX, Admin, AdminPost, Page
 from api.webhooks import StoredEndpoint, SubscribableType
 from pipelines.webhooks import deliver_now
@@ -214,16 +214,7 @@ def retry(
     event = webhooks.event_for(current.scope, stored, event_id)
     if event is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    delivery = deliver_now(current.scope, current.state.vault, stored, event)
-    # As POST /v1/webhooks/{id}/deliveries/{event_id}/retry audits it (api/routes/webhooks.py).
-    audit.record(
-        current.scope,
-        current.user,
-        "webhook.retry",
-        "webhook_endpoint",
-        stored.id,
-        details={"event_id": event.event_id, "outcome": delivery.outcome},
-    )
+    delivery = deliver_now(current.scope, current.state.vault, stored, event, current.user)
     return current.redirect(
         f"{PREFIX}/webhooks/{endpoint_id}#deliveries",
         flash="webhook_retried",

@@ -17,6 +17,7 @@ touch_terms as (
         touches.conversion_id as conversion_id,
         touches.touch_id as touch_id,
         terms.terms_version as terms_version,
+        terms.campaign_status as campaign_status,
         terms.window_days as window_days,
         terms.exclude_paid_traffic as exclude_paid_traffic,
         terms.exclude_velocity as exclude_velocity,
@@ -56,6 +57,10 @@ judged as (
             touches.is_bot, 'bot',
             touches.affiliate_id = '', 'unknown_link',
             touch_terms.terms_version is null, 'no_terms',
+            -- A coupon is used at the conversion: it earns only if its campaign's terms in
+            -- force then are active. (A click earns if its link worked when clicked.)
+            touches.touch_type = 'coupon' and touch_terms.campaign_status != 'active',
+                'inactive_campaign',
             touches.touched_at < touches.converted_at - toIntervalDay(touch_terms.window_days),
                 'outside_window',
             touches.is_paid_traffic and touch_terms.exclude_paid_traffic, 'paid_hijack',
