@@ -50,6 +50,15 @@ class WeakPassword(ValueError):
     """The password does not follow the policy; the message says what is missing."""
 
 
+class TooManyAttempts(Exception):
+    """Too many failed logins for this email lately: wait before trying again."""
+
+
+# Failed logins allowed per email within the window, per API worker: enough for typos, too
+# few for guessing (scrypt already costs ~50 ms per guess).
+MAX_FAILED_LOGINS, FAILED_LOGIN_WINDOW_S = 5, 15 * 60
+
+
 _EMAIL = re.compile(r"[^@\s]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 
 
@@ -129,6 +138,7 @@ class Users:
             store.settings.secret_key.get_secret_value().encode(), b"sessions", hashlib.sha256
         ).digest()
         self._principals = TtlCache(CACHE_TTL_S)
+        self._failed_logins = TtlCache(FAILED_LOGIN_WINDOW_S)
 
     # -- management, within a tenant ---------------------------------------------------
 
@@ -308,13 +318,22 @@ class Users:
         return self.principal(tenant_id, user.id)
 
     def login(self, email: str, password: str) -> Principal | None:
+        """The user of a right email and password; None if wrong. After MAX_FAILED_LOGINS
+        failures for an email within FAILED_LOGIN_WINDOW_S, raises TooManyAttempts (right
+        password or not) until the window after the last failure has passed."""
+        email = normalize_email(email)
+        failures: int = self._failed_logins.get(email) or 0
+        if failures >= MAX_FAILED_LOGINS:
+            raise TooManyAttempts(email)
         rows = self._store.rows(
             "SELECT tenant_id, id, password_hash FROM users FINAL "
             "WHERE email = {email:String} AND status = 'active'",
-            email=normalize_email(email),
+            email=email,
         )
         if not rows or not verify_password(password, rows[0]["password_hash"]):
+            self._failed_logins.put(email, failures + 1)
             return None
+        self._failed_logins.drop(email)
         return self.principal(rows[0]["tenant_id"], rows[0]["id"])
 
     def principal(self, tenant_id: str, user_id: str) -> Principal | None:

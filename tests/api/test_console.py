@@ -26,6 +26,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from api import affiliates, review
+from api.auth import MAX_FAILED_LOGINS
 from api.campaigns import in_force
 from api.console import assets
 from api.console.formatting import format_money, parse_money, parse_percent
@@ -251,6 +252,20 @@ def test_pages_redirect_to_login_and_login_sets_a_safe_session_cookie(
     logout = post(app, "/console/campaigns", "/console/logout", {})
     assert logout.status_code == 303
     assert app.get("/console/campaigns").status_code == 303
+
+
+def test_repeated_failed_logins_lock_the_email_for_a_while(
+    app: TestClient, settings: Settings, tenant: TenantFixture
+) -> None:
+    email = add_user(settings, tenant.tenant_id, "admin")
+    for _ in range(MAX_FAILED_LOGINS):
+        assert login(app, email, "wrong password!").status_code == 401
+    # Locked: even the right password is refused, with a message that says why.
+    locked = login(app, email)
+    assert locked.status_code == 429 and "Muitas tentativas" in locked.text
+    assert "rastro_session" not in app.cookies
+    # Another email is not affected.
+    assert login(app, add_user(settings, tenant.tenant_id, "admin")).status_code == 303
 
 
 def test_session_cookie_is_secure_when_the_console_is_public_over_https(

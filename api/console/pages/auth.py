@@ -12,6 +12,7 @@ from api.auth import (
     MIN_PASSWORD_LENGTH,
     SESSION_COOKIE,
     InvitationExpired,
+    TooManyAttempts,
     User,
     WeakPassword,
     check_password,
@@ -63,7 +64,12 @@ def login(
     password: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
-    principal = current.state.users.login(email, password) if email and password else None
+    try:
+        principal = current.state.users.login(email, password) if email and password else None
+    except TooManyAttempts:
+        return current.render(
+            "login.html", status_code=429, next=_safe_next(next), error="login.locked", email=email
+        )
     if principal is None:
         # One message for an unknown email and a wrong password: no account enumeration.
         return current.render(
