@@ -92,7 +92,7 @@ def test_merchant_campaign_to_paid_commission(platform: tuple[Settings, str, str
         merchant = browser.new_context(locale="pt-BR", viewport={"width": 1280, "height": 900})
         page = merchant.new_page()
 
-        # The merchant logs in and creates a campaign: 10% of the net, R$ 30,00 cap.
+        # The merchant logs in and creates a campaign with its commission rules.
         log_in(page, base, ADMIN_EMAIL, ADMIN_PASSWORD)
         shot(page, "01-dashboard")
         page.click("[data-testid=nav-campaigns]")
@@ -100,14 +100,26 @@ def test_merchant_campaign_to_paid_commission(platform: tuple[Settings, str, str
         page.fill("[data-testid=campaign-name]", "Programa Aceite")
         page.fill("[data-testid=campaign-domains]", SHOP)
         page.fill("[data-testid=campaign-hold]", "30")
-        page.fill("[data-testid=rule-0-id]", "base")
-        page.select_option("[data-testid=rule-0-type]", "percent")
-        page.fill("[data-testid=rule-0-rate]", "10")
-        page.fill("[data-testid=rule-0-cap]", "")
+        # Two rules; the first that applies prices an order (rules do not stack): R$ 15,00 flat
+        # on orders with the coupon ANA15 from Brazil, else 10% of the net. The order below
+        # has no coupon, so the 10% rule prices it.
+        page.fill("[data-testid=rule-0-id]", "cupom-ana")
+        page.select_option("[data-testid=rule-0-type]", "flat")
+        page.fill("[data-testid=rule-0-amount]", "15,00")
+        page.click("[data-testid=rule-0-conditions]")
+        page.fill("[data-testid=rule-0-coupon-codes]", "ANA15")
+        page.fill("[data-testid=rule-0-countries]", "BR")
+        page.click("[data-testid=add-rule]")
+        page.fill("[data-testid=rule-1-id]", "base")
+        page.select_option("[data-testid=rule-1-type]", "percent")
+        page.fill("[data-testid=rule-1-rate]", "10")
         shot(page, "02-new-campaign")
         page.click("[data-testid=save-campaign]")
         expect(page.locator("[data-testid=campaign-title]")).to_have_text("Programa Aceite")
-        expect(page.locator("[data-testid=rules-table]")).to_contain_text("10%")
+        rules = page.locator("[data-testid=rules-table]")
+        expect(rules).to_contain_text("10%")
+        expect(rules).to_contain_text("R$ 15,00")
+        expect(rules).to_contain_text("ANA15")
         shot(page, "03-campaign")
 
         # An affiliate joins, with a console login of her own.
