@@ -21,6 +21,7 @@ from api.deps import (
     require,
 )
 from api.state import EdgeState
+from api.store import Principal, TenantScope
 
 router = APIRouter(
     prefix="/v1", tags=["access"], dependencies=[require("admin")], responses=ERROR_RESPONSES
@@ -149,7 +150,20 @@ def list_users(scope: ScopeDep, state: StateDep) -> list[User]:
     return state.users.users(scope)
 
 
-def _user_change(user: User | None, user_id: str) -> User:
+def _set_user_enabled(
+    scope: TenantScope,
+    state: EdgeState,
+    actor: Principal,
+    user_id: str,
+    enabled: bool,
+    body: StatusChange | None,
+) -> User:
+    try:
+        user = access.set_user_enabled(
+            scope, state, actor, user_id, enabled, body.reason if body else ""
+        )
+    except StateConflict as error:
+        raise _conflict(error) from None
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id!r}")
     return user
@@ -169,13 +183,7 @@ def disable_user(
     actor: PrincipalDep,
     body: StatusChange | None = None,
 ) -> User:
-    try:
-        user = access.set_user_enabled(
-            scope, state, actor, user_id, False, body.reason if body else ""
-        )
-    except StateConflict as error:
-        raise _conflict(error) from None
-    return _user_change(user, user_id)
+    return _set_user_enabled(scope, state, actor, user_id, False, body)
 
 
 @router.post(
@@ -191,13 +199,7 @@ def enable_user(
     actor: PrincipalDep,
     body: StatusChange | None = None,
 ) -> User:
-    try:
-        user = access.set_user_enabled(
-            scope, state, actor, user_id, True, body.reason if body else ""
-        )
-    except StateConflict as error:
-        raise _conflict(error) from None
-    return _user_change(user, user_id)
+    return _set_user_enabled(scope, state, actor, user_id, True, body)
 
 
 @router.post(

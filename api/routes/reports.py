@@ -99,8 +99,27 @@ def _currency(tenant: Tenant, currency: str | None) -> str:
     return code
 
 
-def _filters(**values: str | None) -> dict[str, str]:
-    return {name: value for name, value in values.items() if value is not None}
+def _report_filters(
+    campaign_id: _FilterQuery = None,
+    affiliate_id: _FilterQuery = None,
+    link_id: _FilterQuery = None,
+    country: _FilterQuery = None,
+    device: _FilterQuery = None,
+    sub1: _FilterQuery = None,
+) -> dict[str, str]:
+    """The filters both reports take, as {dimension: value} for those given."""
+    given = {
+        "campaign_id": campaign_id,
+        "affiliate_id": affiliate_id,
+        "link_id": link_id,
+        "country": country,
+        "device": device,
+        "sub1": sub1,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+FiltersDep = Annotated[dict[str, str], Depends(_report_filters)]
 
 
 _CSV_EXAMPLE = (
@@ -138,6 +157,7 @@ _CSV_EXAMPLE = (
 def performance(
     request: Request,
     scope: ScopeDep,
+    filters: FiltersDep,
     first: FromQuery = None,
     last: ToQuery = None,
     group_by: Annotated[
@@ -150,12 +170,6 @@ def performance(
         ),
     ] = "",
     currency: CurrencyQuery = None,
-    campaign_id: _FilterQuery = None,
-    affiliate_id: _FilterQuery = None,
-    link_id: _FilterQuery = None,
-    country: _FilterQuery = None,
-    device: _FilterQuery = None,
-    sub1: _FilterQuery = None,
     sort: Annotated[
         str,
         Query(
@@ -179,14 +193,7 @@ def performance(
             period=period,
             currency=_currency(tenant, currency),
             group_by=tuple(name.strip() for name in group_by.split(",") if name.strip()),
-            filters=_filters(
-                campaign_id=campaign_id,
-                affiliate_id=affiliate_id,
-                link_id=link_id,
-                country=country,
-                device=device,
-                sub1=sub1,
-            ),
+            filters=filters,
             sort=sort,
             limit=limit,
             offset=offset,
@@ -219,24 +226,11 @@ def performance(
 )
 def summary(
     scope: ScopeDep,
+    filters: FiltersDep,
     first: FromQuery = None,
     last: ToQuery = None,
     currency: CurrencyQuery = None,
-    campaign_id: _FilterQuery = None,
-    affiliate_id: _FilterQuery = None,
-    link_id: _FilterQuery = None,
-    country: _FilterQuery = None,
-    device: _FilterQuery = None,
-    sub1: _FilterQuery = None,
 ) -> reports.Summary:
-    filters = _filters(
-        campaign_id=campaign_id,
-        affiliate_id=affiliate_id,
-        link_id=link_id,
-        country=country,
-        device=device,
-        sub1=sub1,
-    )
     tenant = scope.tenant()
     return reports.summary(
         scope, _period(tenant, first, last), _currency(tenant, currency), filters

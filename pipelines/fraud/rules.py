@@ -400,19 +400,7 @@ def click_outlier(inputs: Inputs, thresholds: Thresholds) -> pl.DataFrame:
         z=pl.col("z").round(2),
     )
     flags = _outlier_flags(outliers, detail, "click_outlier", thresholds, threshold)
-    outlier_days = outliers.select("tenant_id", "affiliate_id", "day")
-    implicated = (
-        _ctit(inputs)
-        .filter(pl.col("last_click_at").is_not_null())
-        .with_columns(day=pl.col("last_click_at").dt.date())
-        .join(outlier_days, on=["tenant_id", "affiliate_id", "day"], how="semi")
-        .select(
-            "tenant_id",
-            "affiliate_id",
-            "commission_id",
-            evidence=pl.struct("conversion_id", "converted_at", click_day="day"),
-        )
-    )
+    implicated = _on_outlier_days(_ctit(inputs), "last_click_at", outliers, "click_day")
     return _with_implicated(flags, implicated)
 
 
@@ -454,21 +442,12 @@ def conversion_rate_outlier(inputs: Inputs, thresholds: Thresholds) -> pl.DataFr
         "conversions",
         expected_conversions=pl.col("expected").round(1),
         rate=(pl.col("conversions") / pl.col("clicks")).round(4),
-        other_affiliates_rate=(pl.col("other_conversions") / pl.col("other_clicks")).round(4),
+        other_affiliates_rate=others_rate.round(4),
         z=pl.col("z").round(2),
     )
     flags = _outlier_flags(outliers, detail, "conversion_rate_outlier", thresholds, threshold)
-    outlier_days = outliers.select("tenant_id", "affiliate_id", "day")
-    implicated = (
-        _first_payments(inputs)
-        .with_columns(day=pl.col("converted_at").dt.date())
-        .join(outlier_days, on=["tenant_id", "affiliate_id", "day"], how="semi")
-        .select(
-            "tenant_id",
-            "affiliate_id",
-            "commission_id",
-            evidence=pl.struct("conversion_id", "converted_at", conversion_day="day"),
-        )
+    implicated = _on_outlier_days(
+        _first_payments(inputs), "converted_at", outliers, "conversion_day"
     )
     return _with_implicated(flags, implicated)
 
@@ -523,6 +502,28 @@ def _affiliate_flag(
         "evidence": evidence,
         "threshold": threshold,
     }
+
+
+def _on_outlier_days(
+    commissions: pl.DataFrame, at: str, outliers: pl.DataFrame, day_name: str
+) -> pl.DataFrame:
+    """The commissions whose `at` falls on one of their affiliate's outlier days, with the
+    evidence of each (the day named `day_name`)."""
+    return (
+        commissions.filter(pl.col(at).is_not_null())
+        .with_columns(day=pl.col(at).dt.date())
+        .join(
+            outliers.select("tenant_id", "affiliate_id", "day"),
+            on=["tenant_id", "affiliate_id", "day"],
+            how="semi",
+        )
+        .select(
+            "tenant_id",
+            "affiliate_id",
+            "commission_id",
+            evidence=pl.struct("conversion_id", "converted_at", pl.col("day").alias(day_name)),
+        )
+    )
 
 
 def _with_implicated(flags: pl.DataFrame, implicated: pl.DataFrame) -> pl.DataFrame:
